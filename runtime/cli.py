@@ -1,0 +1,179 @@
+"""The ``hashtag`` command: ``predict`` and ``models`` here; the other subcommands load from their extras."""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import click
+
+from hashtag.runtime.errors import HashtagError, ImageError
+from hashtag.runtime.images import describe, find_images, load_image
+from hashtag.runtime.manifest import PRECISIONS, load_bundle
+from hashtag.runtime.providers import PROVIDER_CHOICES, available_providers
+
+# name -> (module:attribute, extra that provides its dependencies, one-line help)
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "data": ("hashtag.train.data_cli:data", "train", "Build a training set from Unsplash Lite tables."),
+    "train": ("hashtag.train.train_cli:train", "train", "Train the model heads on cached backbone features."),
+    "evaluate": ("hashtag.train.train_cli:evaluate", "train", "Evaluate trained models: metrics, plots, report."),
+    "export": ("hashtag.export.cli:export", "train", "Export trained Keras models to an ONNX bundle."),
+    "bot": ("hashtag.bot.cli:bot", "bot", "Run the Telegram bot."),
+    "bench": ("hashtag.benchmarks.cli:bench", "", "Benchmark the runtime's latency and throughput."),
+}
+PROGRESS_MIN_IMAGES = 5
+
+
+def default_bundle() -> Path:
+    """The bundle shipped in models/, or $HASHTAG_MODELS when set."""
+    from hashtag.models import DEFAULT_BUNDLE
+
+    return Path(os.environ.get("HASHTAG_MODELS", DEFAULT_BUNDLE))
+
+
+class LazyGroup(click.Group):
+    """A click group whose heavy subcommands are imported only when invoked, so `predict` stays light."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            target, extra, help_text = LAZY_COMMANDS[name]
+            module_name, attr = target.split(":")
+            try:
+                return getattr(importlib.import_module(module_name), attr)
+            except ImportError as exc:
+                if (exc.name or "").startswith("hashtag."):
+                    raise
+                return _missing_extra_command(name, extra, help_text, exc)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List commands without importing the lazy ones (their imports may pull in tensorflow)."""
+        rows = [(n, LAZY_COMMANDS[n][2] if n in LAZY_COMMANDS else (self.commands[n].get_short_help_str(60)))
+                for n in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _missing_extra_command(name: str, extra: str, help_text: str, exc: ImportError) -> click.Command:
+    """A stand-in that says which extra to install, exit code 2."""
+
+    @click.command(name, help=help_text, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def missing(args: tuple[str, ...]) -> None:
+        hint = f"pip install 'hashtag[{extra}]'" if extra else "reinstall hashtag"
+        click.echo(f"Error: 'hashtag {name}' needs {exc.name or exc}; install it with: {hint}", err=True)
+        sys.exit(2)
+
+    return missing
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Suggest hashtags for photos with an ensemble of ONNX image taggers."""
+
+
+def _progress(items: list[Path], enabled: bool) -> Iterator[Path]:
+    """Yield items, drawing a progress bar on stderr when it is a terminal and there are enough items."""
+    if not (enabled and len(items) >= PROGRESS_MIN_IMAGES and sys.stderr.isatty()):
+        yield from items
+        return
+    with click.progressbar(items, label="Tagging", file=sys.stderr, show_pos=True) as bar:
+        yield from bar
+
+
+def _scores_line(scores: dict[str, float], hashtags: list[str]) -> str:
+    chosen = [h[1:] for h in hashtags]
+    return " ".join(f"#{t} {scores[t]:.2f}" for t in chosen) or "(no tag above threshold)"
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--models", "bundle_dir", type=click.Path(path_type=Path), default=None,
+              help="Model bundle folder (default: the bundle shipped with hashtag).")
+@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="Force a precision (default: int8 on CPU, fp16 on CUDA).")
+@click.option("--model", "model_names", multiple=True, help="Use only this model (repeatable; default: all).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="At most this many hashtags per image.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="One threshold for every tag instead of the tuned per-tag thresholds.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads per model.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output, one object per image.")
+@click.option("-v", "--verbose", is_flag=True, help="Also show each model's own suggestions with scores.")
+def predict(
+    paths: Sequence[Path], bundle_dir: Path | None, provider: str, precision: str | None,
+    model_names: Sequence[str], top_k: int | None, threshold: float | None, threads: int | None,
+    batch_size: int, as_json: bool, verbose: bool,
+) -> None:
+    """Suggest hashtags for image files and folders of images (searched recursively)."""
+    from hashtag.runtime.tagger import Tagger
+
+    try:
+        tagger = Tagger(bundle_dir or default_bundle(), provider=provider, threads=threads,
+                        models=model_names or None, precision=precision, threshold=threshold,
+                        top_k=top_k, batch_size=batch_size)
+    except HashtagError as exc:
+        raise click.ClickException(str(exc)) from None
+    files = find_images(list(paths))
+    if not files:
+        raise click.ClickException("no image files found in " + ", ".join(map(str, paths)))
+    failed = 0
+    pending: list[tuple[str, Any]] = []
+
+    def flush() -> None:
+        for pred in tagger.predict_images([img for _, img in pending], [n for n, _ in pending]):
+            if as_json:
+                click.echo(json.dumps(pred.to_json()))
+            else:
+                click.echo(f"{pred.image}: {' '.join(pred.hashtags) or '(no hashtag)'}")
+                if verbose:
+                    for name, mp in pred.models.items():
+                        click.echo(f"    {name}: {_scores_line(mp.scores, mp.hashtags)}")
+        pending.clear()
+
+    for path in _progress(files, enabled=True):
+        name = describe(path)
+        try:
+            pending.append((name, load_image(path)))
+        except ImageError as exc:
+            failed += 1
+            if as_json:
+                click.echo(json.dumps({"image": name, "error": exc.reason}))
+            else:
+                click.echo(f"error: {exc}", err=True)
+            continue
+        if len(pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
+    if failed:
+        sys.exit(1)
+
+
+@main.command("models")
+@click.option("--models", "bundle_dir", type=click.Path(path_type=Path), default=None,
+              help="Model bundle folder (default: the bundle shipped with hashtag).")
+def models_command(bundle_dir: Path | None) -> None:
+    """List the bundle's models, files, precisions, tags and thresholds, and this machine's providers."""
+    try:
+        bundle = load_bundle(bundle_dir or default_bundle())
+    except HashtagError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"bundle: {bundle.root}")
+    for spec in bundle.models:
+        prep = spec.preprocessing
+        click.echo(f"\n{spec.name}: input {spec.input_size}x{spec.input_size}, preprocessing {prep.family} "
+                   f"({prep.color_order}, mean {list(prep.mean)}, std {list(prep.std)})")
+        for v in spec.variants.values():
+            size = v.path.stat().st_size / 1e6
+            click.echo(f"    {v.precision:5s} {v.path.name} ({size:.1f} MB)")
+        click.echo("    thresholds: " + ", ".join(f"{t} {spec.thresholds[t]:.2f}" for t in spec.tags))
+    click.echo("\nensemble thresholds: " + ", ".join(f"{t} {bundle.ensemble_thresholds[t]:.2f}" for t in bundle.tags))
+    click.echo("onnxruntime providers on this machine: " + ", ".join(available_providers()))

@@ -1,0 +1,114 @@
+"""Decoding user images into RGB, defensively: every failure becomes an ImageError naming the source."""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from hashtag.runtime.errors import ImageError
+
+# Pillow's own guard warns at ~89 Mpx and refuses at twice that; we refuse above this many pixels outright.
+MAX_PIXELS = 64_000_000
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+
+ImageSource = Union[str, os.PathLike, bytes]
+
+
+def describe(source: ImageSource) -> str:
+    """A short name for messages: the path, or '<N bytes>' for in-memory data."""
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    return os.fspath(source)
+
+
+def _open(source: ImageSource, name: str) -> Image.Image:
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError(name, "empty data")
+        return Image.open(io.BytesIO(source))
+    path = Path(source)
+    if not path.exists():
+        raise ImageError(name, "no such file")
+    if path.is_dir():
+        raise ImageError(name, "is a folder, not an image")
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError(name, "empty file")
+        with path.open("rb") as fh:
+            data = fh.read()
+    except PermissionError:
+        raise ImageError(name, "permission denied") from None
+    except OSError as exc:
+        raise ImageError(name, f"cannot read: {exc.strerror or exc}") from None
+    return Image.open(io.BytesIO(data))
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any mode Pillow decodes to 8-bit RGB; transparency is flattened onto white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale the actual range down to 8 bits instead of clipping at 255.
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr8 = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype("uint8")
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode ``source`` (a path or encoded bytes) into an upright 8-bit RGB image.
+
+    Animated images give their first frame; EXIF orientation is applied; images over
+    ``max_pixels`` are refused before their pixels are decoded (decompression-bomb guard).
+    """
+    name = describe(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = _open(source, name)
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(name, f"too many pixels ({width}x{height}, limit {max_pixels:,})")
+            img.seek(0)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(name, "not an image Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(name, "too many pixels (decompression bomb guard)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason or isinstance(exc, EOFError):
+            reason = f"truncated or corrupt image data ({reason})"
+        else:
+            reason = f"cannot decode: {reason}"
+        raise ImageError(name, reason) from None
+
+
+def find_images(paths: list[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into image paths; explicit files are kept as given."""
+    found: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found.extend(
+                sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            )
+        else:
+            found.append(path)
+    return found

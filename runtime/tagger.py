@@ -1,0 +1,232 @@
+"""The ensemble tagger: one ONNX Runtime session per model, mean of probabilities, thresholds per tag."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from hashtag.runtime.errors import BundleError, ModelSelectionError, ProviderError
+from hashtag.runtime.images import ImageSource, describe, load_image
+from hashtag.runtime.manifest import PRECISIONS, Bundle, ModelSpec, Variant, load_bundle
+from hashtag.runtime.preprocess import normalize, resize_rgb
+from hashtag.runtime.providers import PRECISION_ORDER, PROVIDER_CHOICES, create_session, cuda_listed
+
+log = logging.getLogger(__name__)
+DEFAULT_BATCH_SIZE = 8
+
+
+@dataclass(frozen=True)
+class ModelPrediction:
+    """One model's (or the ensemble's) per-tag probabilities and the hashtags above threshold."""
+
+    scores: dict[str, float]
+    hashtags: list[str]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Everything predicted for one image."""
+
+    image: str
+    scores: dict[str, float]
+    hashtags: list[str]
+    models: dict[str, ModelPrediction] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON Lines record the CLI prints."""
+        return {
+            "image": self.image,
+            "hashtags": self.hashtags,
+            "scores": self.scores,
+            "models": {n: {"hashtags": m.hashtags, "scores": m.scores} for n, m in self.models.items()},
+            "error": None,
+        }
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model spec with its running session."""
+
+    spec: ModelSpec
+    variant: Variant
+    session: ort.InferenceSession
+    input_name: str
+    input_dtype: Any
+    order: np.ndarray  # column indices mapping the model's tag order onto the bundle's
+
+
+def _hashtags(scores: Mapping[str, float], thresholds: Mapping[str, float], top_k: int | None) -> list[str]:
+    chosen = sorted((t for t, s in scores.items() if s >= thresholds[t]), key=lambda t: (-scores[t], t))
+    if top_k is not None:
+        chosen = chosen[:top_k]
+    return ["#" + t.replace(" ", "") for t in chosen]
+
+
+def _pick_variant(spec: ModelSpec, provider: str, precision: str | None) -> Variant:
+    if precision is not None:
+        return spec.variant(precision)
+    for p in PRECISION_ORDER[provider]:
+        if p in spec.variants:
+            return spec.variants[p]
+    raise ModelSelectionError(f"model {spec.name!r} has no usable file")  # unreachable: validated non-empty
+
+
+class Tagger:
+    """Loads a bundle once and predicts hashtags for images with the selected models.
+
+    ``provider``: 'auto' (CUDA when it really loads, else CPU), 'cpu' or 'cuda' (fails when unavailable).
+    ``precision``: force 'int8'/'fp16'/'fp32'; by default INT8 on CPU and FP16 (else FP32) on CUDA.
+    ``threshold``: one threshold for every tag, overriding the manifest's per-tag thresholds.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle | str | Path,
+        provider: str = "auto",
+        threads: int | None = None,
+        models: Iterable[str] | None = None,
+        precision: str | None = None,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        spinning: bool = False,
+    ) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        if provider not in PROVIDER_CHOICES:
+            raise ProviderError(f"unknown provider {provider!r} (choose from {', '.join(PROVIDER_CHOICES)})")
+        if precision is not None and precision not in PRECISIONS:
+            raise ModelSelectionError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ModelSelectionError(f"threshold must be in [0, 1], got {threshold}")
+        if top_k is not None and top_k < 1:
+            raise ModelSelectionError(f"top-k must be at least 1, got {top_k}")
+        if batch_size < 1:
+            raise ModelSelectionError(f"batch size must be at least 1, got {batch_size}")
+        names = list(dict.fromkeys(models)) if models else [m.name for m in self.bundle.models]
+        specs = [self.bundle.model(n) for n in names]
+        self.top_k = top_k
+        self.batch_size = batch_size
+        self.threads = threads
+        self.provider = self._load(specs, provider, threads, precision, spinning)
+        self.thresholds = self._ensemble_thresholds(threshold)
+        self.model_thresholds = {
+            m.spec.name: ({t: threshold for t in self.bundle.tags} if threshold is not None else dict(m.spec.thresholds))
+            for m in self.models
+        }
+
+    def _load(
+        self, specs: list[ModelSpec], provider: str, threads: int | None, precision: str | None, spinning: bool
+    ) -> str:
+        """Create every session; for 'auto', try CUDA first and fall back to CPU if it does not load."""
+        attempts = ["cuda", "cpu"] if provider == "auto" and cuda_listed() else [provider if provider != "auto" else "cpu"]
+        for attempt in attempts:
+            try:
+                self.models = [self._load_one(s, attempt, threads, precision, spinning) for s in specs]
+                return attempt
+            except ProviderError:
+                if attempt == attempts[-1]:
+                    raise
+                log.info("CUDA did not load; using CPU")
+        raise ProviderError("no provider could be loaded")  # unreachable
+
+    def _load_one(
+        self, spec: ModelSpec, provider: str, threads: int | None, precision: str | None, spinning: bool
+    ) -> LoadedModel:
+        variant = _pick_variant(spec, provider, precision)
+        session, _ = create_session(variant.path, provider, threads, spinning)
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise BundleError(f"{variant.path.name}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
+        shape = inputs[0].shape
+        if len(shape) != 4 or any(isinstance(d, int) and d != e for d, e in zip(shape[1:], (spec.input_size, spec.input_size, 3))):
+            raise BundleError(
+                f"{variant.path.name}: input shape {shape} does not match input_size {spec.input_size} (NHWC, 3 channels)"
+            )
+        out_shape = outputs[0].shape
+        if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != len(spec.tags)):
+            raise BundleError(
+                f"{variant.path.name}: output shape {out_shape} does not match the {len(spec.tags)} tags in the manifest"
+            )
+        dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        order = np.array([spec.tags.index(t) for t in self.bundle.tags])
+        return LoadedModel(spec, variant, session, inputs[0].name, dtype, order)
+
+    def _ensemble_thresholds(self, threshold: float | None) -> dict[str, float]:
+        """The manifest's ensemble thresholds when all models run; one model's own when it runs alone."""
+        tags = self.bundle.tags
+        if threshold is not None:
+            return {t: threshold for t in tags}
+        if len(self.models) == len(self.bundle.models):
+            return dict(self.bundle.ensemble_thresholds)
+        return {t: float(np.mean([m.spec.thresholds[t] for m in self.models])) for t in tags}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What is loaded: model, precision, file and the provider that really runs it."""
+        return [
+            {
+                "model": m.spec.name,
+                "precision": m.variant.precision,
+                "file": m.variant.path.name,
+                "providers": m.session.get_providers(),
+            }
+            for m in self.models
+        ]
+
+    def run_model(self, model: LoadedModel, batch: np.ndarray) -> np.ndarray:
+        """Probabilities ``[batch, tags]`` in the bundle's tag order for an already preprocessed batch."""
+        out = model.session.run(None, {model.input_name: batch.astype(model.input_dtype, copy=False)})[0]
+        out = np.asarray(out, dtype=np.float32)
+        if out.ndim != 2 or out.shape[1] != len(model.spec.tags):
+            raise BundleError(f"{model.variant.path.name}: produced shape {out.shape}, expected [N, {len(model.spec.tags)}]")
+        return out[:, model.order]
+
+    def probabilities(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
+        """Per-model probabilities ``[len(images), tags]``, preprocessing once per input size and scheme."""
+        results: dict[str, list[np.ndarray]] = {m.spec.name: [] for m in self.models}
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            resized: dict[tuple[int, str], np.ndarray] = {}
+            prepared: dict[tuple[int, Any], np.ndarray] = {}
+            for m in self.models:
+                size, prep = m.spec.input_size, m.spec.preprocessing
+                key = (size, prep.resize)
+                if key not in resized:
+                    resized[key] = np.stack([resize_rgb(img, size, prep.resize) for img in chunk])
+                pkey = (size, prep)
+                if pkey not in prepared:
+                    prepared[pkey] = normalize(resized[key], prep)
+                results[m.spec.name].append(self.run_model(m, prepared[pkey]))
+        return {name: np.concatenate(parts) if parts else np.zeros((0, len(self.bundle.tags)), np.float32)
+                for name, parts in results.items()}
+
+    def predict_images(self, images: Sequence[Image.Image], names: Sequence[str] | None = None) -> list[Prediction]:
+        """Predict for decoded RGB images (see ``hashtag.runtime.images.load_image``)."""
+        names = list(names) if names is not None else [f"image-{i}" for i in range(len(images))]
+        if len(names) != len(images):
+            raise ValueError("names and images differ in length")
+        per_model = self.probabilities(images)
+        ensemble = np.mean(np.stack(list(per_model.values())), axis=0) if per_model else None
+        tags = self.bundle.tags
+        predictions = []
+        for i, name in enumerate(names):
+            models = {}
+            for model_name, probs in per_model.items():
+                scores = {t: float(p) for t, p in zip(tags, probs[i])}
+                models[model_name] = ModelPrediction(scores, _hashtags(scores, self.model_thresholds[model_name], self.top_k))
+            scores = {t: float(p) for t, p in zip(tags, ensemble[i])}
+            predictions.append(Prediction(name, scores, _hashtags(scores, self.thresholds, self.top_k), models))
+        return predictions
+
+    def predict(self, sources: Sequence[ImageSource]) -> list[Prediction]:
+        """Decode and predict; raises ImageError on the first image that cannot be read."""
+        images = [load_image(s) for s in sources]
+        return self.predict_images(images, [describe(s) for s in sources])
+
+    def predict_one(self, source: ImageSource) -> Prediction:
+        """Predict for one image path or encoded bytes."""
+        return self.predict([source])[0]
