@@ -1,0 +1,141 @@
+"""Image decoding: every format and mode users send becomes upright RGB; bad input is named and explained."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hashtag.runtime import ImageError
+from hashtag.runtime.images import find_images, load_image
+from tinybundle import make_photo
+
+
+def _save(img: Image.Image, path: Path, **kwargs: object) -> Path:
+    img.save(path, **kwargs)
+    return path
+
+
+@pytest.mark.parametrize("fmt,suffix", [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp"), ("BMP", "bmp"),
+                                        ("TIFF", "tiff"), ("GIF", "gif")])
+def test_formats_decode_to_rgb(tmp_path: Path, fmt: str, suffix: str) -> None:
+    path = make_photo(tmp_path / f"p.{suffix}", size=(30, 20), fmt=fmt)
+    img = load_image(path)
+    assert img.mode == "RGB" and img.size == (30, 20)
+
+
+def test_bytes_input() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (5, 4), (10, 20, 30)).save(buf, "PNG")
+    img = load_image(buf.getvalue())
+    assert img.getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    """A 40x20 landscape stored with orientation 6 (rotate 90 CW) is shown as 20x40 portrait."""
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = (255, 0, 0)  # left half red
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = _save(img, tmp_path / "rot.jpg", exif=exif.tobytes(), quality=95)
+    out = load_image(path)
+    assert out.size == (20, 40)
+    top = np.asarray(out)[2, 10]
+    bottom = np.asarray(out)[37, 10]
+    assert top[0] > 200 and top[1] < 60  # the red left half is now on top
+    assert bottom[0] < 60
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "CMYK", "I;16", "1", "I", "F"])
+def test_odd_modes_become_rgb(tmp_path: Path, mode: str) -> None:
+    base = Image.fromarray(np.linspace(0, 255, 16 * 8).reshape(8, 16).astype(np.uint8))
+    if mode == "I;16":
+        img = Image.fromarray((np.linspace(0, 65535, 16 * 8).reshape(8, 16)).astype(np.uint16))
+    elif mode == "I":
+        img = base.convert("I")
+    elif mode == "F":
+        img = base.convert("F")
+    else:
+        img = base.convert(mode)
+    fmt = {"CMYK": "JPEG", "F": "TIFF", "I": "TIFF"}.get(mode, "PNG")
+    path = _save(img, tmp_path / f"m.{fmt.lower()}", format=fmt)
+    out = load_image(path)
+    assert out.mode == "RGB" and out.size == (16, 8)
+    arr = np.asarray(out).astype(int)
+    # Dark stays dark, bright stays bright: 16-bit data is scaled, not clipped at 255.
+    assert arr[0, 0].mean() < arr[-1, -1].mean()
+    if mode == "I;16":
+        assert 100 < arr[4, 8].mean() < 160
+
+
+def test_transparent_pixels_are_flattened_on_white(tmp_path: Path) -> None:
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    out = load_image(_save(img, tmp_path / "t.png"))
+    assert out.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_gif_first_frame(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (8, 8), c) for c in [(255, 0, 0), (0, 0, 255)]]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    r, g, b = load_image(path).getpixel((4, 4))
+    assert r > 200 and b < 50
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    path = tmp_path / "notes.jpg"
+    path.write_text("hello, I am text")
+    with pytest.raises(ImageError, match=r"notes.jpg: not an image"):
+        load_image(path)
+
+
+def test_truncated(tmp_path: Path) -> None:
+    full = make_photo(tmp_path / "full.jpg", size=(200, 150)).read_bytes()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(full[: len(full) // 2])
+    with pytest.raises(ImageError, match=r"cut.jpg: truncated"):
+        load_image(path)
+
+
+def test_empty_file_and_empty_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(ImageError, match="empty file"):
+        load_image(path)
+    with pytest.raises(ImageError, match="empty data"):
+        load_image(b"")
+
+
+def test_too_many_pixels(tmp_path: Path) -> None:
+    path = _save(Image.new("L", (3000, 3000)), tmp_path / "big.png")
+    with pytest.raises(ImageError, match=r"too many pixels \(3000x3000"):
+        load_image(path, max_pixels=1_000_000)
+
+
+def test_unreadable_paths(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "missing.jpg")
+    with pytest.raises(ImageError, match="is a folder"):
+        load_image(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_permission_denied(tmp_path: Path) -> None:
+    locked = make_photo(tmp_path / "locked.jpg")
+    locked.chmod(0)
+    with pytest.raises(ImageError, match="permission denied"):
+        load_image(locked)
+
+
+def test_find_images_recurses_and_sorts(tmp_path: Path) -> None:
+    make_photo(tmp_path / "b" / "deep" / "z.PNG", fmt="PNG")
+    make_photo(tmp_path / "a.jpg")
+    (tmp_path / "readme.txt").write_text("not an image")
+    explicit = tmp_path / "explicit.dat"
+    explicit.write_text("kept because named")
+    found = find_images([tmp_path, explicit])
+    assert found == [tmp_path / "a.jpg", tmp_path / "b" / "deep" / "z.PNG", explicit]
