@@ -22,7 +22,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("hashtag.train.train_cli:evaluate", "train", "Evaluate trained models: metrics, plots, report."),
     "export": ("hashtag.export.cli:export", "train", "Export trained Keras models to an ONNX bundle."),
     "bot": ("hashtag.bot.cli:bot", "bot", "Run the Telegram bot."),
-    "bench": ("hashtag.benchmarks.cli:bench", "", "Benchmark the runtime's latency and throughput."),
+    "bench": ("hashtag.benchmarks.cli:bench", "bench", "Benchmark the runtime's latency and throughput."),
 }
 PROGRESS_MIN_IMAGES = 5
 

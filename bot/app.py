@@ -1,0 +1,71 @@
+"""Building the python-telegram-bot Application and running it with long polling or a webhook."""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+
+from telegram.ext import Application, CommandHandler, MessageHandler, filters
+
+from hashtag.bot.config import BotConfig
+from hashtag.bot.handlers import Handlers
+from hashtag.runtime.tagger import Tagger
+
+log = logging.getLogger(__name__)
+
+# Only messages: edits, channel posts, inline queries and the like are never tagged.
+ALLOWED_UPDATES = ["message"]
+POLL_TIMEOUT_S = 10
+UNSUPPORTED_MEDIA = (filters.Sticker.ALL | filters.VIDEO | filters.ANIMATION | filters.VOICE | filters.AUDIO
+                     | filters.VIDEO_NOTE)
+
+
+def build_application(config: BotConfig, tagger: Tagger, executor: Executor) -> Application:
+    """An Application that talks to ``config.api_url`` and serves chats concurrently.
+
+    Inference runs in ``executor`` (owned by the caller); downloads and replies of other chats go on meanwhile.
+    """
+
+    async def announce(app: Application) -> None:
+        mode = f"webhook {config.webhook.url}" if config.webhook else "long polling"
+        models = ", ".join(f"{m.spec.name} ({m.variant.precision})" for m in tagger.models)
+        log.info("@%s is up (%s via %s): %s on %s, %d inference worker(s)", app.bot.username, mode,
+                 config.api_url, models, tagger.provider, config.workers)
+
+    app = (
+        Application.builder()
+        .token(config.token)
+        .base_url(config.base_url)
+        .base_file_url(config.base_file_url)
+        .concurrent_updates(True)
+        .post_init(announce)
+        .build()
+    )
+    h = Handlers(tagger, executor, config.download_limit)
+    app.add_handler(CommandHandler("start", h.start))
+    app.add_handler(CommandHandler("help", h.help))
+    app.add_handler(CommandHandler("models", h.models))
+    app.add_handler(CommandHandler("threshold", h.threshold))
+    app.add_handler(MessageHandler(filters.COMMAND, h.unknown_command))
+    app.add_handler(MessageHandler(filters.PHOTO, h.photo))
+    # Before documents: Telegram sends a GIF animation with a document field too.
+    app.add_handler(MessageHandler(UNSUPPORTED_MEDIA, h.unsupported_media))
+    app.add_handler(MessageHandler(filters.Document.ALL, h.document))
+    app.add_handler(MessageHandler(filters.TEXT, h.text))
+    app.add_error_handler(h.error)
+    return app
+
+
+def run(app: Application, config: BotConfig) -> None:
+    """Serve until SIGINT/SIGTERM; PTB then stops fetching updates and finishes the ones in flight."""
+    if config.webhook is None:
+        app.run_polling(timeout=POLL_TIMEOUT_S, allowed_updates=ALLOWED_UPDATES)
+        return
+    hook = config.webhook
+    app.run_webhook(
+        listen=hook.listen,
+        port=hook.port,
+        url_path=hook.url_path,
+        webhook_url=hook.url,
+        secret_token=hook.secret_token,
+        allowed_updates=ALLOWED_UPDATES,
+    )

@@ -1,0 +1,75 @@
+"""``hashtag bot``: run the Telegram bot on a model bundle (token from the environment or a file, never argv)."""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import click
+from telegram.error import InvalidToken, TelegramError
+
+from hashtag.bot.app import build_application, run
+from hashtag.bot.config import DEFAULT_API_URL, TOKEN_ENV, BotConfig, ConfigError, WebhookConfig, default_workers, read_token
+from hashtag.bot.logs import configure_logging
+from hashtag.runtime.cli import default_bundle
+from hashtag.runtime.errors import HashtagError
+from hashtag.runtime.providers import PROVIDER_CHOICES
+from hashtag.runtime.tagger import Tagger
+
+log = logging.getLogger("hashtag.bot")
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+WEBHOOK_ONLY = ("listen", "port", "secret_token")
+
+
+@click.command("bot")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help=f"File holding the bot token (default: ${TOKEN_ENV}).")
+@click.option("--api-url", envvar="TELEGRAM_API_URL", default=DEFAULT_API_URL, show_default=True,
+              help="Bot API server; set it for a self-hosted one (env TELEGRAM_API_URL).")
+@click.option("--models", "bundle_dir", type=click.Path(path_type=Path), default=None,
+              help="Model bundle folder (default: the bundle shipped with hashtag).")
+@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Images tagged at the same time (default: one per CPU).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads per model.")
+@click.option("--webhook-url", default=None,
+              help="Receive updates by webhook at this public URL instead of long polling.")
+@click.option("--listen", default="127.0.0.1", show_default=True, help="Webhook mode: address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True,
+              help="Webhook mode: port to listen on.")
+@click.option("--secret-token", envvar="TELEGRAM_WEBHOOK_SECRET", default=None,
+              help="Webhook mode: secret Telegram sends in each request (env TELEGRAM_WEBHOOK_SECRET).")
+@click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="info", show_default=True)
+@click.pass_context
+def bot(
+    ctx: click.Context, token_file: Path | None, api_url: str, bundle_dir: Path | None, provider: str,
+    workers: int | None, threads: int | None, webhook_url: str | None, listen: str, port: int,
+    secret_token: str | None, log_level: str,
+) -> None:
+    """Run the Telegram bot: it answers photos with hashtag suggestions. Stop it with Ctrl-C or SIGTERM."""
+    if webhook_url is None:
+        given = [p for p in WEBHOOK_ONLY if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--{given[0].replace('_', '-')} needs --webhook-url")
+    try:
+        webhook = WebhookConfig(webhook_url, listen, port, secret_token) if webhook_url else None
+        config = BotConfig(token=read_token(token_file), models=bundle_dir or default_bundle(), api_url=api_url,
+                           provider=provider, workers=workers or default_workers(), threads=threads,
+                           webhook=webhook)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    formatter = configure_logging(LOG_LEVELS[log_level], config.secrets)
+    try:
+        tagger = Tagger(config.models, provider=config.provider, threads=config.threads)
+    except HashtagError as exc:
+        raise click.ClickException(str(exc)) from None
+    with ThreadPoolExecutor(config.workers, thread_name_prefix="hashtag-infer") as executor:
+        try:
+            run(build_application(config, tagger, executor), config)
+        except InvalidToken:
+            raise click.ClickException(f"the Bot API at {config.api_url} rejected the token") from None
+        except TelegramError as exc:
+            raise click.ClickException(
+                f"cannot start the bot with the Bot API at {config.api_url}: {formatter.redact(str(exc))}"
+            ) from None
+    log.info("stopped")

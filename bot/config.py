@@ -1,0 +1,119 @@
+"""The bot's configuration, validated once: the token stays out of argv, reprs and logs."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from hashtag.runtime.providers import PROVIDER_CHOICES
+
+DEFAULT_API_URL = "https://api.telegram.org"
+TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
+# The cloud Bot API serves downloads up to 20 MB; a self-hosted server in --local mode allows more.
+CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024
+TOKEN_RE = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
+# Telegram allows 1-256 characters A-Z, a-z, 0-9, _ and - in a webhook secret token.
+SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+class ConfigError(ValueError):
+    """The bot cannot start with this configuration; the message is one line for the user."""
+
+
+def default_workers() -> int:
+    """Inference threads: one per CPU this process may use (ONNX Runtime releases the GIL)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def read_token(token_file: Path | None, environ: Mapping[str, str] = os.environ) -> str:
+    """The bot token from ``token_file`` when given, else from $TELEGRAM_BOT_TOKEN."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the token file {token_file}: {exc.strerror or exc}") from None
+        source = f"token file {token_file}"
+    else:
+        token = environ.get(TOKEN_ENV, "").strip()
+        source = f"${TOKEN_ENV}"
+        if not token:
+            raise ConfigError(f"no bot token: set {TOKEN_ENV} or pass --token-file")
+    if not TOKEN_RE.match(token):
+        raise ConfigError(f"the {source} does not hold a bot token (expected '<bot id>:<secret>' from @BotFather)")
+    return token
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Receive updates on an HTTP server that Telegram (or a reverse proxy) POSTs to."""
+
+    url: str
+    listen: str = "127.0.0.1"
+    port: int = 8443
+    secret_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"--webhook-url must be an http(s) URL, got {self.url!r}")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"--port must be in 1..65535, got {self.port}")
+        if self.secret_token is not None and not SECRET_RE.match(self.secret_token):
+            raise ConfigError("--secret-token must be 1-256 characters from A-Z, a-z, 0-9, _ and -")
+
+    @property
+    def url_path(self) -> str:
+        """The local path to serve: the webhook URL's path (a proxy usually forwards it unchanged)."""
+        return urlsplit(self.url).path.strip("/")
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    """Everything ``hashtag bot`` needs; ``repr`` never shows the token."""
+
+    token: str = field(repr=False)
+    models: Path
+    api_url: str = DEFAULT_API_URL
+    provider: str = "auto"
+    workers: int = field(default_factory=default_workers)
+    threads: int | None = None
+    download_limit: int = CLOUD_DOWNLOAD_LIMIT
+    webhook: WebhookConfig | None = None
+
+    def __post_init__(self) -> None:
+        if not TOKEN_RE.match(self.token):
+            raise ConfigError("the bot token must look like '<bot id>:<secret>'")
+        parts = urlsplit(self.api_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ConfigError(f"--api-url must be an http(s) URL such as {DEFAULT_API_URL}, got {self.api_url!r}")
+        object.__setattr__(self, "api_url", self.api_url.rstrip("/"))
+        if self.provider not in PROVIDER_CHOICES:
+            raise ConfigError(f"unknown provider {self.provider!r} (choose from {', '.join(PROVIDER_CHOICES)})")
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+        if self.download_limit < 1:
+            raise ConfigError(f"the download limit must be positive, got {self.download_limit}")
+
+    @property
+    def base_url(self) -> str:
+        """PTB's base_url: methods go to ``<api>/bot<token>/<method>``."""
+        return f"{self.api_url}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        """PTB's base_file_url: downloads come from ``<api>/file/bot<token>/<file_path>``."""
+        return f"{self.api_url}/file/bot"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Strings that must never reach a log."""
+        extra = (self.webhook.secret_token,) if self.webhook and self.webhook.secret_token else ()
+        return (self.token, *extra)

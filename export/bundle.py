@@ -1,0 +1,130 @@
+"""Writing the model bundle: ONNX files plus a manifest.json the runtime validates on load."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hashtag.export.errors import ExportError
+from hashtag.export.results import ModelResult
+from hashtag.export.run import TrainingRun
+from hashtag.runtime.errors import BundleError
+from hashtag.runtime.manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, PRECISIONS, Bundle, load_bundle
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (real models are tens of MB)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _model_metadata(result: ModelResult, run: TrainingRun, dataset_summary: dict[str, Any]) -> dict[str, Any]:
+    info = result.model.info
+    chosen = result.variants.get("int8")
+    return {
+        "backbone": info.get("backbone"),
+        "weights_source": info.get("weights_source"),
+        "head": info.get("head"),
+        "loss": info.get("loss"),
+        "training": info.get("training"),
+        "metrics": info.get("metrics"),
+        "training_data": {"run_dataset": run.info.get("dataset"), "run_seed": run.info.get("seed"),
+                          "summary": dataset_summary},
+        "export": {
+            "source": str(result.model.keras_path),
+            "keras_sha256": sha256_file(result.model.keras_path),
+            "conversion": result.conversion,
+            "parity_vs_keras": {p: v.parity.to_dict() for p, v in result.variants.items()},
+            "validation": {p: {**v.accuracy.to_dict(), "map_delta_vs_fp32": result.delta(p)}
+                           for p, v in result.variants.items()},
+            "latency_ms_batch1_cpu": {p: v.latency.to_dict() for p, v in result.variants.items() if v.latency},
+            "nodes": {p: v.nodes.to_dict() for p, v in result.variants.items()},
+            "quantization": None if chosen is None else {
+                "config": chosen.quantization.to_dict() if chosen.quantization else None,
+                "float_nodes": chosen.excluded_nodes,
+                "calibration_images": result.calibration_images,
+                "candidates": [{"name": c.config.name, "map": c.accuracy.map if c.accuracy else None,
+                                "map_drop": c.drop, "error": c.error, "chosen": c.chosen} for c in result.search],
+            },
+            "problems": result.problems,
+        },
+    }
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf (e.g. the AP of a tag without val positives) turned into null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _remove_previous(out_dir: Path) -> None:
+    """Delete the ONNX files an earlier manifest in ``out_dir`` listed, so no stale precision stays."""
+    manifest = out_dir / MANIFEST_NAME
+    if not manifest.is_file():
+        return
+    try:
+        old = json.loads(manifest.read_text(encoding="utf-8"))
+        files = [v["file"] for m in old.get("models", []) for v in m.get("variants", [])]
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
+        raise ExportError(f"{manifest} exists but is not a bundle manifest; choose another --out") from None
+    for name in files:
+        path = out_dir / Path(name).name
+        if path.is_file():
+            path.unlink()
+    manifest.unlink()
+
+
+def write_bundle(out_dir: Path, run: TrainingRun, results: list[ModelResult], dataset_summary: dict[str, Any],
+                 export_info: dict[str, Any]) -> Bundle:
+    """Move the kept files into ``out_dir``, write manifest.json last, and load it back as the runtime will."""
+    _remove_previous(out_dir)
+    entries = []
+    for result in results:
+        spec = result.model
+        variants = []
+        for precision in PRECISIONS:
+            variant = result.variants.get(precision)
+            if variant is None or not variant.kept:
+                continue
+            dest = out_dir / f"{spec.name}.{precision}.onnx"
+            os.replace(variant.path, dest)
+            variant.path = dest
+            variants.append({"precision": precision, "file": dest.name, "sha256": sha256_file(dest),
+                             "bytes": dest.stat().st_size})
+        entries.append({
+            "name": spec.name,
+            "input_size": spec.input_size,
+            "preprocessing": spec.preprocessing.to_dict(),
+            "tags": list(spec.tags),
+            "thresholds": spec.thresholds,
+            "variants": variants,
+            "metadata": _model_metadata(result, run, dataset_summary),
+        })
+    thresholds, source = run.ensemble_thresholds()
+    manifest = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "ensemble": {"thresholds": thresholds, "thresholds_source": source,
+                     "metrics": run.ensemble.get("metrics")},
+        "models": entries,
+        "export": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **export_info},
+    }
+    tmp = out_dir / (MANIFEST_NAME + ".tmp")
+    tmp.write_text(json.dumps(json_safe(manifest), indent=2, allow_nan=False), encoding="utf-8")
+    os.replace(tmp, out_dir / MANIFEST_NAME)
+    try:
+        return load_bundle(out_dir)
+    except BundleError as exc:
+        raise ExportError(f"the written bundle does not load: {exc}") from None

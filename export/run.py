@@ -1,0 +1,121 @@
+"""Reading a training run folder (what ``hashtag train --out RUN`` writes), validated before any work."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from hashtag.export.errors import ExportError
+from hashtag.runtime.errors import BundleError
+from hashtag.runtime.manifest import Preprocessing
+
+KERAS_NAME = "model.keras"
+MODEL_JSON = "model.json"
+RUN_JSON = "run.json"
+ENSEMBLE_JSON = "ensemble.json"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or an ExportError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ExportError(f"{path} must hold a JSON object")
+    return data
+
+
+def _thresholds(raw: Any, tags: Sequence[str], where: str) -> dict[str, float]:
+    if not isinstance(raw, Mapping) or set(raw) != set(tags):
+        raise ExportError(f"{where}: thresholds must map exactly the tags {list(tags)}")
+    out = {t: float(raw[t]) for t in tags}
+    if any(not 0.0 <= v <= 1.0 for v in out.values()):
+        raise ExportError(f"{where}: thresholds must lie in [0, 1]")
+    return out
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """One model of the run: its Keras file and what model.json says about it."""
+
+    name: str
+    keras_path: Path
+    input_size: int
+    preprocessing: Preprocessing
+    tags: tuple[str, ...]
+    thresholds: dict[str, float]
+    info: dict[str, Any]  # model.json as written by training
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """The run folder's models (those selected for export) and its ensemble settings."""
+
+    root: Path
+    tags: tuple[str, ...]
+    models: tuple[TrainedModel, ...]
+    all_models: tuple[str, ...]
+    ensemble: dict[str, Any]  # ensemble.json ({} when absent)
+    info: dict[str, Any]  # run.json
+
+    def ensemble_thresholds(self) -> tuple[dict[str, float], str]:
+        """Thresholds for the exported ensemble and where they come from.
+
+        ensemble.json was tuned for all of the run's models together; a single exported model keeps
+        its own thresholds, and any other subset gets the mean of its members' thresholds.
+        """
+        names = [m.name for m in self.models]
+        if set(names) == set(self.all_models) and "thresholds" in self.ensemble:
+            return _thresholds(self.ensemble["thresholds"], self.tags, str(self.root / ENSEMBLE_JSON)), ENSEMBLE_JSON
+        if len(self.models) == 1:
+            return dict(self.models[0].thresholds), f"{names[0]}/{MODEL_JSON}"
+        mean = {t: sum(m.thresholds[t] for m in self.models) / len(self.models) for t in self.tags}
+        return mean, "mean of the exported models' thresholds"
+
+
+def _load_model(root: Path, name: str, tags: tuple[str, ...]) -> TrainedModel:
+    folder = root / name
+    keras_path = folder / KERAS_NAME
+    if not keras_path.is_file():
+        raise ExportError(f"model {name!r}: {keras_path} does not exist")
+    info = read_json(folder / MODEL_JSON)
+    where = str(folder / MODEL_JSON)
+    size = info.get("input_size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
+        raise ExportError(f"{where}: input_size must be an integer between 8 and 4096, got {size!r}")
+    if not isinstance(info.get("preprocessing"), Mapping):
+        raise ExportError(f"{where}: lacks the preprocessing object")
+    try:
+        prep = Preprocessing.from_dict(info["preprocessing"])
+    except BundleError as exc:
+        raise ExportError(f"{where}: {exc}") from None
+    model_tags = info.get("tags")
+    if not isinstance(model_tags, list) or set(model_tags) != set(tags) or len(model_tags) != len(tags):
+        raise ExportError(f"{where}: tags {model_tags} differ from run.json's {list(tags)}")
+    thresholds = _thresholds(info.get("thresholds"), model_tags, where)
+    return TrainedModel(name, keras_path, size, prep, tuple(model_tags), thresholds, info)
+
+
+def load_run(root: str | Path, names: Sequence[str] | None = None) -> TrainingRun:
+    """Validate RUN/run.json, RUN/ensemble.json and each selected RUN/<model>/ folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ExportError(f"no training run at {root}")
+    info = read_json(root / RUN_JSON)
+    tags = info.get("tags")
+    if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and t for t in tags):
+        raise ExportError(f"{root / RUN_JSON}: tags must be a non-empty list of strings")
+    all_models = info.get("models")
+    if not isinstance(all_models, list) or not all_models:
+        raise ExportError(f"{root / RUN_JSON}: models must be a non-empty list of names")
+    selected = list(dict.fromkeys(names)) if names else list(all_models)
+    unknown = [n for n in selected if n not in all_models]
+    if unknown:
+        raise ExportError(f"run {root} has no model {unknown[0]!r} (has: {', '.join(all_models)})")
+    ensemble = read_json(root / ENSEMBLE_JSON) if (root / ENSEMBLE_JSON).is_file() else {}
+    models = tuple(_load_model(root, n, tuple(tags)) for n in selected)
+    return TrainingRun(root, tuple(tags), models, tuple(all_models), ensemble, info)

@@ -1,0 +1,310 @@
+"""End to end in one process: the real PTB Application talking HTTP to the loopback fake Bot API server."""
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+from PIL import Image
+from telegram.ext import Application
+
+from hashtag.bot import replies
+from hashtag.bot.app import ALLOWED_UPDATES, build_application
+from hashtag.bot.config import BotConfig
+from hashtag.bot.fake_api import FakeBotApi
+from hashtag.runtime import Tagger
+from tinybundle import make_photo
+
+TOKEN = "123456:TEST-token_s3cret-VALUE"
+TEST_TIMEOUT = 40  # every scenario, bot start and stop included
+REPLY_TIMEOUT = 10
+
+
+@pytest.fixture(scope="module")
+def tagger(tiny_bundle: Path) -> Tagger:
+    """One tagger for every scenario (sessions are thread-safe and loop-independent)."""
+    return Tagger(tiny_bundle, provider="cpu")
+
+
+@pytest.fixture()
+def photo(tmp_path: Path) -> Callable[..., bytes]:
+    """JPEG bytes of a synthetic photo for a seed (other formats by suffix)."""
+
+    def make(seed: int, size: tuple[int, int] = (64, 48), suffix: str = "jpg") -> bytes:
+        return make_photo(tmp_path / f"photo{seed}-{size[0]}.{suffix}", size=size, seed=seed).read_bytes()
+
+    return make
+
+
+@asynccontextmanager
+async def polling_app(app: Application) -> AsyncIterator[Application]:
+    """Run ``app`` with long polling inside this event loop, stopping it as run_polling does."""
+    async with app:
+        await app.updater.start_polling(timeout=5, allowed_updates=ALLOWED_UPDATES)
+        await app.start()
+        try:
+            yield app
+        finally:
+            await app.updater.stop()
+            await app.stop()
+
+
+@asynccontextmanager
+async def bot_and_api(tagger: Tagger) -> AsyncIterator[tuple[FakeBotApi, Application]]:
+    """The fake server and a running bot pointed at it."""
+    async with FakeBotApi(TOKEN) as api:
+        config = BotConfig(token=TOKEN, models=tagger.bundle.root, api_url=api.url, workers=2)
+        with ThreadPoolExecutor(config.workers) as executor:
+            async with polling_app(build_application(config, tagger, executor)) as app:
+                yield api, app
+
+
+def scenario(tagger: Tagger, body: Callable[[FakeBotApi], Awaitable[None]]) -> FakeBotApi:
+    """Run ``body(api)`` against a fresh bot with an overall timeout; returns the server to inspect."""
+
+    async def main() -> FakeBotApi:
+        async with bot_and_api(tagger) as (api, _):
+            await body(api)
+        return api
+
+    return asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT))
+
+
+def expected_reply(tagger: Tagger, data: bytes, threshold: float | None = None) -> str:
+    return replies.prediction_text(tagger.predict_one(data), threshold)
+
+
+def first_line(message: dict[str, Any]) -> str:
+    return message["text"].splitlines()[0]
+
+
+def test_photo_reply_has_the_runtime_hashtags_of_the_largest_size(tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    large, thumb = photo(1, size=(96, 72)), photo(4)
+    expected = tagger.predict_one(large)
+    assert expected.hashtags, "the test photo must get at least one hashtag"
+
+    async def body(api: FakeBotApi) -> None:
+        msg = api.send_photo(7, large, size=(96, 72), thumbnail=thumb)
+        reply = await api.reply_to(msg, REPLY_TIMEOUT)
+        assert first_line(reply) == " ".join(expected.hashtags)
+        assert reply["text"] == expected_reply(tagger, large)
+        for name in ("vgg16", "inceptionv3", "xception"):
+            assert f"\n{name}: " in reply["text"]
+
+    api = scenario(tagger, body)
+    large_id = api._state.messages[(7, api.sent[0]["reply_to_message"]["message_id"])]["photo"][-1]["file_id"]
+    assert [r.params["file_id"] for r in api.calls("getFile")] == [large_id]
+    assert len(api.calls("download")) == 1
+    actions = api.calls("sendChatAction")
+    assert actions and actions[0].params == {"chat_id": 7, "action": "typing"}
+    assert actions[0].at < api.calls("sendMessage")[0].at
+
+
+def test_image_document_is_tagged(tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    png = photo(2, suffix="png")
+
+    async def body(api: FakeBotApi) -> None:
+        msg = api.send_document(8, png, "holiday.png", "image/png")
+        reply = await api.reply_to(msg, REPLY_TIMEOUT)
+        assert reply["text"] == expected_reply(tagger, png)
+
+    api = scenario(tagger, body)
+    assert api.calls("download")[0].params["file_path"].endswith(".png")
+
+
+def test_pdf_is_refused_by_type_without_any_download(tagger: Tagger) -> None:
+    async def body(api: FakeBotApi) -> None:
+        msg = api.send_document(9, b"%PDF-1.7\n" + b"0" * 2000, "report.pdf", "application/pdf")
+        reply = await api.reply_to(msg, REPLY_TIMEOUT)
+        assert "PDF document (application/pdf)" in reply["text"]
+        assert "report.pdf" in reply["text"]
+
+    api = scenario(tagger, body)
+    assert not api.calls("getFile") and not api.calls("download")
+
+
+@pytest.mark.parametrize("size_in_message", [True, False], ids=["declared-in-message", "only-getFile-knows"])
+def test_oversized_image_is_refused_before_download(tagger: Tagger, photo: Callable[..., bytes],
+                                                     size_in_message: bool) -> None:
+    async def body(api: FakeBotApi) -> None:
+        msg = api.send_document(10, photo(3), "huge.jpg", "image/jpeg", declared_size=25 * 1024 * 1024,
+                                size_in_message=size_in_message)
+        reply = await api.reply_to(msg, REPLY_TIMEOUT)
+        assert "up to 20 MB" in reply["text"]
+        if size_in_message:
+            assert "25 MB" in reply["text"]
+
+    api = scenario(tagger, body)
+    assert not api.calls("download")
+    assert len(api.calls("getFile")) == (0 if size_in_message else 1)
+
+
+def test_corrupt_and_truncated_images_get_a_friendly_reply_and_the_bot_goes_on(
+        tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    good = photo(5, size=(200, 150))
+
+    async def body(api: FakeBotApi) -> None:
+        truncated = api.send_document(11, good[: len(good) // 2], "cut.jpg", "image/jpeg")
+        garbage = api.send_photo(11, b"this is not a jpeg at all" * 20)
+        assert "couldn't read that image (truncated or corrupt" in (await api.reply_to(truncated, REPLY_TIMEOUT))["text"]
+        assert "couldn't read that image (not an image" in (await api.reply_to(garbage, REPLY_TIMEOUT))["text"]
+        after = api.send_photo(11, good)
+        assert (await api.reply_to(after, REPLY_TIMEOUT))["text"] == expected_reply(tagger, good)
+
+    scenario(tagger, body)
+
+
+def test_twenty_chats_at_once_each_get_their_own_answer(tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    images = {chat: photo(chat) for chat in range(100, 120)}
+
+    async def body(api: FakeBotApi) -> None:
+        sent = {chat: api.send_photo(chat, data) for chat, data in images.items()}
+        answers = await asyncio.gather(*(api.reply_to(m, REPLY_TIMEOUT) for m in sent.values()))
+        for (chat, data), answer in zip(images.items(), answers):
+            assert answer["chat"]["id"] == chat
+            assert answer["text"] == expected_reply(tagger, data)
+
+    api = scenario(tagger, body)
+    assert len(api.sent) == 20
+    assert len({m["text"] for m in api.sent}) > 10  # the photos really differ, so a mix-up would show
+
+
+def test_one_slow_download_does_not_hold_up_other_chats(tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    async def body(api: FakeBotApi) -> None:
+        slow = api.send_photo(21, photo(6))
+        api.slow_file(slow["photo"][-1]["file_id"], 3.0)
+        await api.wait_for(lambda: bool(api.calls("getFile")), REPLY_TIMEOUT)
+        fast = api.send_photo(22, photo(7))
+        await api.reply_to(fast, REPLY_TIMEOUT)
+        assert not any(m["chat"]["id"] == 21 for m in api.sent), "the fast chat waited for the slow one"
+        await api.reply_to(slow, REPLY_TIMEOUT)
+
+    scenario(tagger, body)
+
+
+@pytest.mark.parametrize("method", ["getUpdates", "getFile", "download", "sendMessage"])
+def test_a_server_error_once_is_survived_and_the_photo_still_answered(
+        tagger: Tagger, photo: Callable[..., bytes], method: str) -> None:
+    data = photo(8)
+
+    async def body(api: FakeBotApi) -> None:
+        api.fail(method, 500)
+        msg = api.send_photo(30, data)
+        assert (await api.reply_to(msg, REPLY_TIMEOUT))["text"] == expected_reply(tagger, data)
+
+    api = scenario(tagger, body)
+    statuses = [r.status for r in api.calls(method)]
+    assert statuses.count(500) == 1 and statuses.index(500) < statuses.index(200, statuses.index(500))
+
+
+def test_a_persistent_failure_reaches_the_error_handler_which_answers(
+        tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    async def body(api: FakeBotApi) -> None:
+        api.fail("download", 502, "Bad Gateway", times=3)
+        failed = api.send_photo(31, photo(9))
+        assert (await api.reply_to(failed, REPLY_TIMEOUT))["text"] == replies.INTERNAL_ERROR
+        again = api.send_photo(31, photo(9))
+        assert (await api.reply_to(again, REPLY_TIMEOUT))["text"] == expected_reply(tagger, photo(9))
+
+    scenario(tagger, body)
+
+
+def test_album_photos_are_answered_one_by_one(tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    async def body(api: FakeBotApi) -> None:
+        album = [api.send_photo(40, photo(s), media_group_id="album1") for s in (10, 11, 12)]
+        answers = [await api.reply_to(m, REPLY_TIMEOUT) for m in album]
+        assert [a["text"] for a in answers] == [expected_reply(tagger, photo(s)) for s in (10, 11, 12)]
+
+    scenario(tagger, body)
+
+
+def test_commands_and_per_chat_threshold(tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    data = photo(13)
+
+    async def ask(api: FakeBotApi, chat: int, text: str) -> str:
+        return (await api.answer(api.send_text(chat, text), REPLY_TIMEOUT))["text"]
+
+    async def body(api: FakeBotApi) -> None:
+        assert "Send me a photo" in await ask(api, 50, "/start")
+        assert "/threshold" in await ask(api, 50, "/help")
+        models = await ask(api, 50, "/models")
+        assert all(n in models for n in ("vgg16 (32×32, int8)", "inceptionv3", "xception"))
+        assert "#animal #nature #sea #person" in models
+        assert "at least 0.30" in await ask(api, 50, "/threshold 0,3")
+        low = (await api.reply_to(api.send_photo(50, data), REPLY_TIMEOUT))["text"]
+        scores = tagger.predict_one(data).scores
+        assert first_line({"text": low}) == " ".join(
+            "#" + t for t in sorted((t for t in scores if scores[t] >= 0.3), key=lambda t: -scores[t]))
+        other_chat = (await api.reply_to(api.send_photo(51, data), REPLY_TIMEOUT))["text"]
+        assert other_chat == expected_reply(tagger, data)
+        assert "tuned" in await ask(api, 50, "/threshold reset")
+        assert (await api.reply_to(api.send_photo(50, data), REPLY_TIMEOUT))["text"] == expected_reply(tagger, data)
+        assert await ask(api, 50, "/threshold 7") == replies.THRESHOLD_USAGE
+        assert await ask(api, 50, "/frobnicate") == replies.UNKNOWN_COMMAND
+
+    scenario(tagger, body)
+
+
+@pytest.mark.parametrize("kind, words", [("sticker", "a sticker"), ("video", "a video"), ("voice", "a voice message"),
+                                         ("animation", "a GIF animation"), ("audio", "an audio file")])
+def test_media_that_is_not_a_photo_gets_a_specific_answer(tagger: Tagger, kind: str, words: str) -> None:
+    async def body(api: FakeBotApi) -> None:
+        reply = await api.reply_to(api.send_media(60, kind), REPLY_TIMEOUT)
+        assert reply["text"] == replies.unsupported_media(kind)
+        assert words in reply["text"]
+
+    api = scenario(tagger, body)
+    assert not api.calls("download")
+
+
+def test_plain_text_and_unreadable_image_types(tagger: Tagger) -> None:
+    async def body(api: FakeBotApi) -> None:
+        assert (await api.answer(api.send_text(61, "hello there"), REPLY_TIMEOUT))["text"] == replies.TEXT
+        heic = await api.reply_to(api.send_document(61, b"\0" * 100, "IMG_1.HEIC", "image/heic"), REPLY_TIMEOUT)
+        assert "HEIC photo (image/heic), which I can't read" in heic["text"]
+        zipped = await api.reply_to(api.send_document(61, b"PK\3\4", "photos.zip", "application/zip"), REPLY_TIMEOUT)
+        assert "ZIP archive (application/zip)" in zipped["text"]
+
+    api = scenario(tagger, body)
+    assert not api.calls("download")
+
+
+def test_stopping_finishes_a_reply_in_flight(tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    data = photo(14)
+
+    async def main() -> FakeBotApi:
+        async with FakeBotApi(TOKEN) as api:
+            config = BotConfig(token=TOKEN, models=tagger.bundle.root, api_url=api.url, workers=1)
+            with ThreadPoolExecutor(1) as executor:
+                async with polling_app(build_application(config, tagger, executor)):
+                    msg = api.send_photo(70, data)
+                    api.slow_file(msg["photo"][-1]["file_id"], 1.0)
+                    await api.wait_for(lambda: bool(api.calls("getFile")), REPLY_TIMEOUT)
+                    assert not api.sent
+                    started = time.monotonic()
+                # stopped: the reply must have gone out before stop() returned
+                assert [m["text"] for m in api.sent] == [expected_reply(tagger, data)]
+                assert time.monotonic() - started < 5
+        return api
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT))
+
+
+def test_inference_runs_off_the_event_loop(tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    """While a big image is decoded and tagged in a worker, the loop keeps answering other chats' commands."""
+    big = io.BytesIO()
+    Image.new("RGB", (6000, 4500), (30, 120, 200)).save(big, "PNG")
+
+    async def body(api: FakeBotApi) -> None:
+        heavy = api.send_document(80, big.getvalue(), "big.png", "image/png")
+        await api.wait_for(lambda: bool(api.calls("download")), REPLY_TIMEOUT)
+        help_reply = await api.answer(api.send_text(81, "/help"), REPLY_TIMEOUT)
+        heavy_reply = await api.reply_to(heavy, REPLY_TIMEOUT)
+        assert api.sent.index(help_reply) < api.sent.index(heavy_reply)
+
+    scenario(tagger, body)

@@ -1,0 +1,84 @@
+"""The fake Bot API server speaks Telegram's protocol as python-telegram-bot's own Bot client sees it."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable
+
+import pytest
+from telegram import Bot
+from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError
+
+from hashtag.bot.fake_api import FakeBotApi
+
+TOKEN = "42:FAKE-api_token"
+
+
+def with_bot(body: Callable[[FakeBotApi, Bot], Awaitable[None]], token: str = TOKEN) -> FakeBotApi:
+    async def main() -> FakeBotApi:
+        async with FakeBotApi(TOKEN) as api:
+            bot = Bot(token, base_url=f"{api.url}/bot", base_file_url=f"{api.url}/file/bot")
+            async with bot:
+                await body(api, bot)
+        return api
+
+    return asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_get_me_and_a_wrong_token() -> None:
+    async def body(api: FakeBotApi, bot: Bot) -> None:
+        assert bot.username == "hashtag_test_bot" and bot.id == 42
+
+    with_bot(body)
+
+    async def never(api: FakeBotApi, bot: Bot) -> None:
+        raise AssertionError("initialize must fail")
+
+    with pytest.raises(InvalidToken):
+        with_bot(never, token="42:wrong")
+
+
+def test_get_updates_long_polls_and_confirms_by_offset() -> None:
+    async def body(api: FakeBotApi, bot: Bot) -> None:
+        started = time.monotonic()
+        assert await bot.get_updates(timeout=1) == ()
+        assert 0.9 < time.monotonic() - started < 3
+        asyncio.get_running_loop().call_later(0.3, lambda: api.send_text(1, "hi"))
+        started = time.monotonic()
+        (update,) = await bot.get_updates(timeout=5)
+        assert time.monotonic() - started < 2 and update.message.text == "hi"
+        api.send_text(1, "again")
+        assert [u.message.text for u in await bot.get_updates(timeout=0)] == ["hi", "again"]  # not confirmed yet
+        (last,) = await bot.get_updates(offset=update.update_id + 1, timeout=0)
+        assert last.message.text == "again" and api.pending_updates == 1
+        assert await bot.get_updates(offset=last.update_id + 1, timeout=0) == ()
+        assert api.pending_updates == 0
+
+    with_bot(body)
+
+
+def test_files_errors_and_faults() -> None:
+    async def body(api: FakeBotApi, bot: Bot) -> None:
+        small = api.add_file(b"abc")
+        tg_file = await bot.get_file(small.file_id)
+        assert tg_file.file_size == 3 and tg_file.file_path.startswith(f"{api.url}/file/bot{TOKEN}/photos/")
+        assert bytes(await tg_file.download_as_bytearray()) == b"abc"
+        big = api.add_file(b"x", declared_size=20 * 1024 * 1024 + 1)
+        with pytest.raises(BadRequest, match="(?i)file is too big"):
+            await bot.get_file(big.file_id)
+        with pytest.raises(BadRequest, match="(?i)invalid file_id"):
+            await bot.get_file("nope")
+        api.fail("sendMessage", 500)
+        with pytest.raises(NetworkError, match="Internal Server Error"):
+            await bot.send_message(1, "x")
+        with pytest.raises(BadRequest, match="(?i)message to be replied not found"):
+            await bot.send_message(1, "x", reply_to_message_id=12345)
+        assert (await bot.send_message(1, "ok")).text == "ok"
+        await bot.set_webhook("http://127.0.0.1:9/none")
+        with pytest.raises(Conflict, match="webhook is active"):
+            await bot.get_updates(timeout=0)
+        await bot.delete_webhook()
+
+    api = with_bot(body)
+    assert [r.status for r in api.calls("sendMessage")] == [500, 400, 200]
+    assert api.calls("getFile")[1].status == 400

@@ -1,0 +1,186 @@
+"""The `hashtag bot` process itself against the loopback fake Bot API: polling, webhook, signals, secrets."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import aiohttp
+import pytest
+
+from hashtag.bot import replies
+from hashtag.bot.fake_api import SECRET_HEADER, FakeBotApi
+from hashtag.runtime import Tagger
+from tinybundle import make_photo
+
+TOKEN = "987654:PROC-token_Zz9-never-printed"
+SECRET = "webhook-secret_42"
+START_TIMEOUT = 30  # interpreter, onnxruntime and PTB imports on a busy 2-core machine
+REPLY_TIMEOUT = 10
+EXIT_TIMEOUT = 15
+
+
+def hashtag_command() -> list[str]:
+    """The installed `hashtag` console script, or the same entry point through this interpreter."""
+    script = shutil.which("hashtag")
+    return [script] if script else [sys.executable, "-c", "from hashtag.runtime.cli import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BotProcess:
+    """`hashtag bot ...` with the token in its environment and its output in files (never a full pipe)."""
+
+    def __init__(self, tmp_path: Path, api_url: str, args: list[str], token: str = TOKEN) -> None:
+        env = {**os.environ, "TELEGRAM_BOT_TOKEN": token, "TELEGRAM_API_URL": api_url}
+        env.pop("TELEGRAM_WEBHOOK_SECRET", None)
+        self.out_path, self.err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
+            self.proc = subprocess.Popen([*hashtag_command(), "bot", *args], env=env, stdout=out, stderr=err,
+                                         stdin=subprocess.DEVNULL)
+
+    async def wait_exit(self, timeout: float = EXIT_TIMEOUT) -> int:
+        return await asyncio.to_thread(self.proc.wait, timeout)
+
+    def output(self) -> str:
+        return self.out_path.read_text(errors="replace") + self.err_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def run_with_bot(tmp_path: Path, args: list[str], body: Callable[[FakeBotApi, BotProcess], Awaitable[None]],
+                 token: str = TOKEN) -> BotProcess:
+    """Start the fake server and the bot process, run ``body``; the process is killed if the body fails."""
+
+    async def main() -> BotProcess:
+        async with FakeBotApi(TOKEN) as api:
+            bot = BotProcess(tmp_path, api.url, args, token)
+            try:
+                await body(api, bot)
+            finally:
+                bot.kill()
+            return bot
+
+    return asyncio.run(asyncio.wait_for(main(), START_TIMEOUT + 3 * REPLY_TIMEOUT + EXIT_TIMEOUT))
+
+
+async def wait_started(api: FakeBotApi, bot: BotProcess, method: str) -> None:
+    """Until the bot called ``method`` (it is serving then), failing fast if the process dies first."""
+    async def died_or_called() -> None:
+        while not api.calls(method):
+            assert bot.proc.poll() is None, f"the bot exited early:\n{bot.output()}"
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(died_or_called(), START_TIMEOUT)
+
+
+def test_bot_process_answers_a_photo_and_stops_on_sigint_after_finishing_it(tiny_bundle: Path, tmp_path: Path) -> None:
+    data = make_photo(tmp_path / "p.jpg", seed=2).read_bytes()
+    expected = replies.prediction_text(Tagger(tiny_bundle, provider="cpu").predict_one(data))
+
+    async def body(api: FakeBotApi, bot: BotProcess) -> None:
+        await wait_started(api, bot, "getUpdates")
+        first = api.send_photo(5, data)
+        assert (await api.reply_to(first, REPLY_TIMEOUT))["text"] == expected
+        in_flight = api.send_photo(5, data)
+        api.slow_file(in_flight["photo"][-1]["file_id"], 1.0)
+        await api.wait_for(lambda: len(api.calls("getFile")) == 2, REPLY_TIMEOUT)
+        bot.proc.send_signal(signal.SIGINT)
+        assert await bot.wait_exit() == 0, bot.output()
+        assert (await api.reply_to(in_flight, 0.1))["text"] == expected  # sent before the process exited
+
+    bot = run_with_bot(tmp_path, ["--models", str(tiny_bundle), "--provider", "cpu", "--log-level", "debug"], body)
+    output = bot.output()
+    assert "getUpdates" in output and "is up (long polling" in output  # debug logs did mention the API URLs
+    assert TOKEN not in output and TOKEN.split(":")[1] not in output
+
+
+def test_webhook_mode_takes_updates_with_the_secret_and_rejects_others(tiny_bundle: Path, tmp_path: Path) -> None:
+    data = make_photo(tmp_path / "p.jpg", seed=1).read_bytes()
+    expected = replies.prediction_text(Tagger(tiny_bundle, provider="cpu").predict_one(data))
+    port = free_port()
+    hook = f"http://127.0.0.1:{port}/telegram-hook"
+
+    async def body(api: FakeBotApi, bot: BotProcess) -> None:
+        await wait_started(api, bot, "setWebhook")
+        assert api.webhook_url == hook
+        assert api.calls("setWebhook")[0].params["secret_token"] == SECRET
+        msg = api.send_photo(6, data)  # the fake server POSTs it to the webhook with the secret header
+        assert (await api.reply_to(msg, REPLY_TIMEOUT))["text"] == expected
+        forged = {"update_id": 999, "message": {**msg, "message_id": 4242, "text": "/help"}}
+        async with aiohttp.ClientSession() as client:
+            for headers in ({SECRET_HEADER: "wrong"}, {}):
+                async with client.post(hook, json=forged, headers=headers) as response:
+                    assert response.status == 403
+        bot.proc.send_signal(signal.SIGTERM)
+        assert await bot.wait_exit() == 0, bot.output()
+        assert len(api.sent) == 1  # nothing answered the forged update
+        assert not api.calls("getUpdates")
+
+    bot = run_with_bot(tmp_path, ["--models", str(tiny_bundle), "--provider", "cpu", "--webhook-url", hook,
+                                  "--listen", "127.0.0.1", "--port", str(port), "--secret-token", SECRET], body)
+    assert SECRET not in bot.output() and TOKEN not in bot.output()
+
+
+def test_a_rejected_token_stops_the_process_with_a_clear_error(tiny_bundle: Path, tmp_path: Path) -> None:
+    wrong = "987654:another-token-the-server-rejects"
+
+    async def body(api: FakeBotApi, bot: BotProcess) -> None:
+        assert await bot.wait_exit(START_TIMEOUT) == 1
+        assert [r.status for r in api.calls("getMe")] == [401]
+
+    bot = run_with_bot(tmp_path, ["--models", str(tiny_bundle), "--provider", "cpu"], body, token=wrong)
+    assert "rejected the token" in bot.output()
+    assert wrong not in bot.output()
+
+
+@pytest.mark.parametrize("args, env, message", [
+    ([], {}, "no bot token: set TELEGRAM_BOT_TOKEN or pass --token-file"),
+    ([], {"TELEGRAM_BOT_TOKEN": "not a token"}, "does not hold a bot token"),
+    (["--token-file", "missing.txt"], {}, "cannot read the token file"),
+    ([], {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": "ftp://example"}, "--api-url must be an http(s) URL"),
+    (["--models", "no-such-bundle"], {"TELEGRAM_BOT_TOKEN": TOKEN}, "no model bundle at no-such-bundle"),
+])
+def test_configuration_errors_exit_1_with_one_line(args: list[str], env: dict[str, str], message: str,
+                                                   tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hashtag.runtime.cli import main
+
+    clean = {"TELEGRAM_BOT_TOKEN": None, "TELEGRAM_API_URL": None, **env}
+    with CliRunner().isolated_filesystem(temp_dir=tmp_path):
+        result = CliRunner().invoke(main, ["bot", *args], env=clean)
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert TOKEN not in result.output
+
+
+def test_token_file_is_read_and_webhook_options_need_a_webhook_url(tiny_bundle: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hashtag.runtime.cli import main
+
+    result = CliRunner().invoke(main, ["bot", "--secret-token", "abc"], env={"TELEGRAM_BOT_TOKEN": TOKEN})
+    assert result.exit_code == 2 and "--secret-token needs --webhook-url" in result.output
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+
+    async def body(api: FakeBotApi, bot: BotProcess) -> None:
+        await wait_started(api, bot, "getUpdates")
+        bot.proc.send_signal(signal.SIGTERM)
+        assert await bot.wait_exit() == 0, bot.output()
+
+    run_with_bot(tmp_path, ["--token-file", str(token_file), "--models", str(tiny_bundle)], body, token="")

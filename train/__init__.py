@@ -1,0 +1,1 @@
+"""Training side: dataset building, ImageNet backbones, training and evaluation (may import tensorflow)."""

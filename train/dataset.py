@@ -1,0 +1,240 @@
+"""The dataset folder: build it from Unsplash Lite tables, and load it for training.
+
+Storage decision: one RGB JPEG per photo (EXIF applied, shorter side at most 299 px, never upscaled,
+aspect kept) under ``images/<hh>/<photo_id>.jpg``, plus ``labels.tsv`` (photo id, split, file, one 0/1
+column per tag) and ``dataset.json`` (settings and summary). Why: 299 px serves every model (VGG16 at
+224, Inception/Xception at 299) from one copy; JPEG at ~10-30 kB a photo keeps 25k photos near half a
+gigabyte instead of the original's RAM-crashing pickled float arrays; single files make the build
+resumable photo by photo (atomic rename, journal) and let training stream with tf.data or any loader
+without reading the whole set into memory; a TSV manifest is readable by anything and diffable. Photos
+that already arrive as plain RGB JPEGs at or below the size are stored byte for byte (no second lossy
+encode). The price is one small-file read plus a JPEG decode per image per epoch, which the training
+step avoids anyway by caching backbone features.
+
+Layout of ``DIR``: ``dataset.json``, ``labels.tsv``, ``failures.tsv`` (photo, reason, detail),
+``journal.jsonl`` (append-only download log used for resume), ``images/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from hashtag.runtime.errors import HashtagError
+from hashtag.train.download import Downloader, DownloadConfig, Job, Journal, RunReport, is_url, sized_url
+from hashtag.train.splits import SPLITS, TEST_FRACTION, VAL_FRACTION, split_of
+from hashtag.train.tables import KeywordFilter, Photo, Selection, select
+
+FORMAT_VERSION = 1
+META_NAME = "dataset.json"
+LABELS_NAME = "labels.tsv"
+FAILURES_NAME = "failures.tsv"
+JOURNAL_NAME = "journal.jsonl"
+PARTIAL_DIR = ".partial"
+LABEL_COLUMNS = ("photo_id", "split", "file")
+
+
+class DatasetError(HashtagError):
+    """A dataset folder is missing, malformed, or was built with settings that a resume cannot change."""
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything ``hashtag data build`` decides; ``limit`` keeps only the first N selected photos."""
+
+    tables: Path
+    out: Path
+    tags: tuple[str, ...] | None = None
+    top_n: int | None = None
+    keyword_filter: KeywordFilter = field(default_factory=KeywordFilter)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    require_tag: bool = False
+    limit: int | None = None
+    retry_failed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tags is not None and self.top_n is not None:
+            raise ValueError("give tags or top_n, not both")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be at least 1, got {self.limit}")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored photo: its split, image file and multi-hot labels in the dataset's tag order."""
+
+    photo_id: str
+    split: str
+    path: Path
+    labels: np.ndarray
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset folder; images stay on disk, only paths and labels are in memory."""
+
+    root: Path
+    tags: tuple[str, ...]
+    records: list[Record]
+    meta: dict[str, Any]
+
+    def split(self, name: str) -> list[Record]:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r} (known: {', '.join(SPLITS)})")
+        return [r for r in self.records if r.split == name]
+
+    def labels(self, split: str | None = None) -> np.ndarray:
+        """[n, len(tags)] uint8 labels of one split (or all records)."""
+        records = self.records if split is None else self.split(split)
+        if not records:
+            return np.zeros((0, len(self.tags)), dtype=np.uint8)
+        return np.stack([r.labels for r in records])
+
+
+def image_relpath(photo_id: str) -> str:
+    """images/<2 hex digits>/<photo_id>.jpg: 256 folders keep directory listings short at millions of photos."""
+    return f"images/{hashlib.sha1(photo_id.encode('utf-8')).hexdigest()[:2]}/{photo_id}.jpg"
+
+
+def _source(photo: Photo, tables: Path, max_side: int) -> str:
+    if is_url(photo.source):
+        return sized_url(photo.source, photo.width, photo.height, max_side)
+    return str(tables / photo.source)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _check_resumable(out: Path, download: DownloadConfig) -> None:
+    """Refuse to mix images stored at another size or quality into one folder."""
+    meta_path = out / META_NAME
+    if not meta_path.exists():
+        return
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DatasetError(f"{meta_path}: not valid JSON ({exc})") from None
+    for key, value in (("image_max_side", download.max_side), ("jpeg_quality", download.jpeg_quality)):
+        if meta.get(key, value) != value:
+            raise DatasetError(f"{out} holds images stored with {key}={meta[key]}, not {value}; use another --out")
+
+
+def _meta(config: BuildConfig, selection: Selection, summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": FORMAT_VERSION,
+        "tags": list(selection.tags),
+        **config.keyword_filter.to_dict(),
+        "vocabulary": f"top-n {config.top_n}" if config.top_n else ("tags" if config.tags else "default"),
+        "require_tag": config.require_tag,
+        "image_max_side": config.download.max_side,
+        "jpeg_quality": config.download.jpeg_quality,
+        "splits": {"method": "sha256(photo_id)", "test": TEST_FRACTION, "val_of_rest": VAL_FRACTION},
+        "tables": str(config.tables.resolve()),
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "summary": summary,
+    }
+
+
+def _summary(photos_read: int, kept: list[Photo], selection: Selection, report: RunReport, dropped: int,
+             seconds: float) -> dict[str, Any]:
+    stored = [p for p in kept if (o := report.outcomes.get(p.photo_id)) is not None and o.ok]
+    per_split = {s: 0 for s in SPLITS}
+    positives = {s: {t: 0 for t in selection.tags} for s in SPLITS}
+    for p in stored:
+        split = split_of(p.photo_id)
+        per_split[split] += 1
+        for tag in selection.tags_of.get(p.photo_id, ()):
+            positives[split][tag] += 1
+    return {
+        "photos_read": photos_read,
+        "kept": len(kept),
+        "dropped_untagged": dropped,
+        "stored": len(stored),
+        "failed": report.failures,
+        "pending": len(kept) - report.done,
+        "complete": report.done == len(kept),
+        "failures_by_reason": report.failures_by_reason(),
+        "this_run": {"stored": report.stored, "already_stored": report.already_stored, "failed": report.failed,
+                     "failed_before": report.failed_before, "requests": report.requests,
+                     "seconds": round(seconds, 2)},
+        "splits": per_split,
+        "positives": positives,
+        "tables": selection.stats.to_dict(),
+    }
+
+
+def build_dataset(config: BuildConfig, progress: Callable[[RunReport], None] | None = None,
+                  stop: threading.Event | None = None) -> dict[str, Any]:
+    """Read the tables, store every selected photo (resuming), write labels.tsv and dataset.json; returns the meta."""
+    started = time.perf_counter()
+    selection = select(config.tables, config.keyword_filter, config.tags, config.top_n)
+    kept = [p for p in selection.photos if not config.require_tag or p.photo_id in selection.tags_of]
+    dropped = len(selection.photos) - len(kept)
+    if config.limit is not None:
+        kept = kept[:config.limit]
+    out = config.out
+    _check_resumable(out, config.download)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)  # leftovers of a killed run are never complete
+    jobs = [Job(p.photo_id, _source(p, config.tables, config.download.max_side), out / image_relpath(p.photo_id))
+            for p in kept]
+    empty = RunReport(total=len(jobs))
+    _write_text(out / META_NAME, json.dumps(_meta(config, selection, _summary(
+        selection.stats.photo_rows, kept, selection, empty, dropped, 0.0)), indent=2) + "\n")
+    with Journal(out / JOURNAL_NAME) as journal:
+        report = Downloader(config.download, journal, out / PARTIAL_DIR, stop).run(jobs, progress, config.retry_failed)
+    shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
+
+    lines = ["\t".join((*LABEL_COLUMNS, *selection.tags))]
+    failures = ["photo_id\treason\tdetail"]
+    for p in kept:
+        outcome = report.outcomes.get(p.photo_id)
+        if outcome is None:
+            continue
+        if outcome.ok:
+            lines.append("\t".join((p.photo_id, split_of(p.photo_id), image_relpath(p.photo_id),
+                                    *map(str, selection.labels(p.photo_id)))))
+        else:
+            failures.append("\t".join((p.photo_id, outcome.reason, " ".join(outcome.detail.split()))))
+    _write_text(out / LABELS_NAME, "\n".join(lines) + "\n")
+    _write_text(out / FAILURES_NAME, "\n".join(failures) + "\n")
+    summary = _summary(selection.stats.photo_rows, kept, selection, report, dropped, time.perf_counter() - started)
+    meta = _meta(config, selection, summary)
+    _write_text(out / META_NAME, json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def load_dataset(root: Path | str) -> Dataset:
+    """Read dataset.json and labels.tsv; image paths are absolute, labels uint8 in the dataset's tag order."""
+    root = Path(root)
+    try:
+        meta = json.loads((root / META_NAME).read_text(encoding="utf-8"))
+        lines = (root / LABELS_NAME).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{root} is not a dataset folder: {Path(exc.filename).name} is missing") from None
+    except ValueError as exc:
+        raise DatasetError(f"{root / META_NAME}: not valid JSON ({exc})") from None
+    if meta.get("version") != FORMAT_VERSION:
+        raise DatasetError(f"{root / META_NAME}: unsupported version {meta.get('version')!r}")
+    tags = tuple(meta.get("tags") or ())
+    expected = [*LABEL_COLUMNS, *tags]
+    if not lines or lines[0].split("\t") != expected:
+        raise DatasetError(f"{root / LABELS_NAME}: header must be {' '.join(expected)}")
+    records = []
+    for n, line in enumerate(lines[1:], start=2):
+        fields = line.split("\t")
+        if len(fields) != len(expected) or fields[1] not in SPLITS or not set(fields[3:]) <= {"0", "1"}:
+            raise DatasetError(f"{root / LABELS_NAME}:{n}: malformed row")
+        records.append(Record(fields[0], fields[1], root / fields[2], np.array(fields[3:], dtype=np.uint8)))
+    return Dataset(root, tags, records, meta)

@@ -1,0 +1,189 @@
+"""Evaluation of a run: per-tag thresholds on val, metrics on val and test, the ensemble, plots, report.
+
+By default the probabilities saved by training (``<model>/predictions.npz``, the chosen head on cached
+features) are scored. With a dataset folder, each saved full model (``model.keras``) is run from the
+photos instead - slower, and an end-to-end check of exactly what export converts.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from hashtag.runtime.images import load_image
+from hashtag.runtime.manifest import Preprocessing
+from hashtag.runtime.preprocess import normalize, resize_rgb
+from hashtag.train.metrics import choose_thresholds, split_metrics
+from hashtag.train.plots import plot_ap_bars, plot_history, plot_pr_curves
+from hashtag.train.progress import Progress
+
+# What the original project reported as "accuracy" (tf.keras 2.x binary accuracy at 0.5, 224x224 inputs).
+ORIGINAL_ACCURACY = {"vgg16": 0.65, "inceptionv3": 0.80, "xception": 0.76}
+ENSEMBLE = "ensemble"
+SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Probabilities and labels of one model on the val and test splits, rows identified by photo id."""
+
+    ids: Mapping[str, np.ndarray]
+    labels: Mapping[str, np.ndarray]
+    probs: Mapping[str, np.ndarray]
+
+    @classmethod
+    def load(cls, path: Path) -> "Predictions":
+        with np.load(path) as data:
+            return cls({s: data[f"{s}_ids"] for s in SPLITS}, {s: data[f"{s}_labels"] for s in SPLITS},
+                       {s: data[f"{s}_probs"] for s in SPLITS})
+
+    def save(self, path: Path) -> None:
+        arrays = {f"{s}_{k}": getattr(self, k)[s] for s in SPLITS for k in ("ids", "labels", "probs")}
+        np.savez_compressed(path, **arrays)
+
+
+def predict_from_photos(model_dir: Path, data_dir: Path, tags: Sequence[str], batch_size: int = 32,
+                        progress: bool = True) -> Predictions:
+    """Run ``model_dir/model.keras`` on the dataset's val and test photos with the runtime's preprocessing."""
+    import keras
+
+    from hashtag.train.dataset import load_dataset
+
+    card = json.loads((model_dir / "model.json").read_text())
+    dataset = load_dataset(data_dir)
+    missing = [t for t in tags if t not in dataset.tags]
+    if missing:
+        raise ValueError(f"dataset {data_dir} lacks the run's tags {missing}")
+    columns = [dataset.tags.index(t) for t in tags]
+    model = keras.saving.load_model(model_dir / "model.keras", compile=False)
+    prep, size = Preprocessing.from_dict(card["preprocessing"]), int(card["input_size"])
+    ids, labels, probs = {}, {}, {}
+    for split in SPLITS:
+        records = dataset.split(split)
+        out = []
+        with Progress(len(records), f"{card['name']} on {split} photos", enabled=progress) as bar:
+            for i in range(0, len(records), batch_size):
+                chunk = records[i:i + batch_size]
+                x = normalize(np.stack([resize_rgb(load_image(r.path), size, prep.resize) for r in chunk]), prep)
+                out.append(np.asarray(model.predict_on_batch(x), dtype=np.float32))
+                bar.update(len(chunk))
+        ids[split] = np.array([r.photo_id for r in records])
+        labels[split] = dataset.labels(split)[:, columns].astype(np.float32)
+        probs[split] = np.concatenate(out) if out else np.zeros((0, len(tags)), np.float32)
+    return Predictions(ids, labels, probs)
+
+
+def _score(pred: Predictions, tags: Sequence[str]) -> dict[str, Any]:
+    thresholds = choose_thresholds(pred.labels["val"], pred.probs["val"], tags)
+    return {"thresholds": thresholds,
+            "metrics": {s: split_metrics(pred.labels[s], pred.probs[s], tags, thresholds) for s in SPLITS}}
+
+
+def ensemble_of(preds: Mapping[str, Predictions]) -> Predictions:
+    """Mean of the models' probabilities (what the runtime's Tagger computes); rows must match."""
+    first = next(iter(preds.values()))
+    for name, p in preds.items():
+        for s in SPLITS:
+            if not np.array_equal(p.ids[s], first.ids[s]):
+                raise ValueError(f"model {name!r} was scored on other {s} photos than the others")
+    return Predictions(first.ids, first.labels,
+                       {s: np.mean([p.probs[s] for p in preds.values()], axis=0) for s in SPLITS})
+
+
+def evaluate_run(run_dir: Path, data_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Score every model and the ensemble; update model.json, write ensemble.json, plots and report.md."""
+    run_dir = Path(run_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    tags = run["tags"]
+    preds: dict[str, Predictions] = {}
+    for name in run["models"]:
+        if data_dir is not None:
+            preds[name] = predict_from_photos(run_dir / name, Path(data_dir), tags, progress=progress)
+            preds[name].save(run_dir / name / "predictions.npz")
+        else:
+            preds[name] = Predictions.load(run_dir / name / "predictions.npz")
+    preds[ENSEMBLE] = ensemble_of(preds)
+    scores = {name: _score(p, tags) for name, p in preds.items()}
+    source = f"full models on photos of {Path(data_dir).resolve()}" if data_dir else "heads on cached features"
+    for name in run["models"]:
+        card_path = run_dir / name / "model.json"
+        card = json.loads(card_path.read_text())
+        card.update(thresholds=scores[name]["thresholds"], metrics=scores[name]["metrics"])
+        card["metrics_source"] = source
+        card_path.write_text(json.dumps(card, indent=2))
+    (run_dir / "ensemble.json").write_text(json.dumps(
+        {"models": run["models"], "combine": "mean of probabilities", "metrics_source": source, **scores[ENSEMBLE]},
+        indent=2))
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    plot_history({n: json.loads((run_dir / n / "history.json").read_text()) for n in run["models"]},
+                 plots / "history.png")
+    for name, p in preds.items():
+        plot_pr_curves(p.labels["test"], p.probs["test"], tags, f"{name}: precision-recall on test",
+                       plots / f"pr_{name}.png")
+    plot_ap_bars({n: {t: s["metrics"]["test"]["per_tag"][t]["ap"] for t in tags} for n, s in scores.items()}, tags,
+                 "Average precision per tag (test)", plots / "ap_by_tag.png")
+    (run_dir / "report.md").write_text(report(run, run_dir, scores, source))
+    return scores
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def report(run: Mapping[str, Any], run_dir: Path, scores: Mapping[str, Any], source: str) -> str:
+    """The markdown report: the models, the ensemble and the original's figures side by side."""
+    tags = run["tags"]
+    cards = {n: json.loads((run_dir / n / "model.json").read_text()) for n in run["models"]}
+    splits = run["splits"]
+    lines = [
+        "# Training report", "",
+        f"Dataset `{run['dataset']}`: train {splits['train']['used']} of {splits['train']['photos']} photos, "
+        f"val {splits['val']['used']}, test {splits['test']['used']}. Tags: {', '.join(tags)}. Seed {run['seed']}. "
+        f"Scored: {source}.", "",
+        "## Test split", "",
+        "| model | input | head / loss / aug | val mAP | test mAP | micro F1 | macro F1 | exact match | Hamming loss "
+        "| binary acc @0.5 | do-nothing acc | original's accuracy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in [*run["models"], ENSEMBLE]:
+        val, test = scores[name]["metrics"]["val"], scores[name]["metrics"]["test"]
+        if name == ENSEMBLE:
+            how, size = "mean of probabilities", "-"
+        else:
+            how, size = cards[name]["training"]["selected"], str(cards[name]["input_size"])
+        original = _fmt(ORIGINAL_ACCURACY.get(name), 2)
+        lines.append(f"| {name} | {size} | {how} | {_fmt(val['mAP'])} | **{_fmt(test['mAP'])}** | "
+                     f"{_fmt(test['micro_f1'])} | {_fmt(test['macro_f1'])} | {_fmt(test['exact_match'])} | "
+                     f"{_fmt(test['hamming_loss'])} | {_fmt(test['binary_accuracy'])} | "
+                     f"{_fmt(test['do_nothing_accuracy'])} | {original} |")
+    lines += [
+        "",
+        "F1, exact match and Hamming loss use per-tag thresholds chosen on the validation split (maximum F1) and "
+        "applied to test. *Binary acc @0.5* is what the original's Keras `metrics=['accuracy']` computed with binary "
+        "cross-entropy under tf.keras 2.x (element-wise, threshold 0.5); *do-nothing acc* is the same measure for "
+        "predicting no tag at all, the floor it must be read against. The original's figures were measured on its "
+        "own data and split, at 224x224 for every model.", "",
+        "## Average precision per tag (test)", "",
+        "| tag | support | " + " | ".join([*run["models"], ENSEMBLE]) + " |",
+        "|---|---|" + "---|" * (len(run["models"]) + 1),
+    ]
+    for tag in tags:
+        support = scores[ENSEMBLE]["metrics"]["test"]["per_tag"][tag]["support"]
+        cells = [_fmt(scores[n]["metrics"]["test"]["per_tag"][tag]["ap"]) for n in [*run["models"], ENSEMBLE]]
+        lines.append(f"| {tag} | {support} | " + " | ".join(cells) + " |")
+    lines += ["", "## Candidates compared on validation", "",
+              "| model | head / loss / aug | val mAP | best epoch | seconds |", "|---|---|---|---|---|"]
+    for name, card in cards.items():
+        for c in sorted(card["training"]["candidates"], key=lambda c: -c["val_mAP"]):
+            mark = " (chosen)" if c["key"] == card["training"]["selected"] else ""
+            lines.append(f"| {name} | {c['key']}{mark} | {_fmt(c['val_mAP'], 4)} | {c['best_epoch']} | "
+                         f"{c['seconds']} |")
+    lines += ["", "## Plots", "", "![training curves](plots/history.png)", "",
+              "![AP per tag](plots/ap_by_tag.png)", ""]
+    lines += [f"![PR {n}](plots/pr_{n}.png)" for n in [*run["models"], ENSEMBLE]]
+    return "\n".join(lines) + "\n"

