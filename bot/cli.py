@@ -9,7 +9,9 @@ import click
 from telegram.error import InvalidToken, TelegramError
 
 from hashtag.bot.app import build_application, run
-from hashtag.bot.config import DEFAULT_API_URL, TOKEN_ENV, BotConfig, ConfigError, WebhookConfig, default_workers, read_token
+from hashtag.bot.config import (
+    DEFAULT_API_URL, TOKEN_ENV, BotConfig, ConfigError, WebhookConfig, default_workers, read_token,
+)
 from hashtag.bot.logs import configure_logging
 from hashtag.runtime.cli import default_bundle
 from hashtag.runtime.errors import HashtagError

@@ -83,7 +83,10 @@ class _State:
     updates: deque[dict[str, Any]] = field(default_factory=deque)
     messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    by_chat: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    chat_waiters: dict[int, list[asyncio.Future[None]]] = field(default_factory=dict)
     files: dict[str, StoredFile] = field(default_factory=dict)
+    paths: dict[str, StoredFile] = field(default_factory=dict)
     faults: dict[str, deque[_Fault]] = field(default_factory=dict)
     webhook_url: str = ""
     webhook_secret: str | None = None
@@ -101,7 +104,8 @@ def _decode_value(name: str, value: str) -> Any:
 class FakeBotApi:
     """The fake server. Use as ``async with FakeBotApi(token) as api:``; ``api.url`` is the --api-url."""
 
-    def __init__(self, token: str, download_limit: int = CLOUD_DOWNLOAD_LIMIT, bot_username: str = "hashtag_test_bot") -> None:
+    def __init__(self, token: str, download_limit: int = CLOUD_DOWNLOAD_LIMIT,
+                 bot_username: str = "hashtag_test_bot") -> None:
         if ":" not in token:
             raise ValueError("a bot token looks like '<bot id>:<secret>'")
         self.token = token
@@ -118,6 +122,7 @@ class FakeBotApi:
         self._delivery: asyncio.Task[None] | None = None
         self._client: ClientSession | None = None
         self._closing = False
+        self._background: set[asyncio.Task[None]] = set()
         self.url = ""
 
     # ----- lifecycle -----
@@ -162,6 +167,7 @@ class FakeBotApi:
         stored = StoredFile(f"FILE{n}", f"U{n}", f"{kind}/file_{n}.{suffix}", bytes(data),
                             len(data) if declared_size is None else declared_size, delay)
         self._state.files[stored.file_id] = stored
+        self._state.paths[stored.file_path] = stored
         return stored
 
     def slow_file(self, file_id: str, seconds: float) -> None:
@@ -240,7 +246,9 @@ class FakeBotApi:
         """Queue an update (``payload`` is e.g. ``{"message": {...}}``) for getUpdates or the webhook."""
         update = {"update_id": next(self._update_ids), **payload}
         self._state.updates.append(update)
-        asyncio.get_running_loop().create_task(self._notify())
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._background.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._background.discard)
         return update
 
     @property
@@ -268,27 +276,26 @@ class FakeBotApi:
             await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
 
     async def reply_to(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        """The bot's first message replying to ``message``; TimeoutError if none comes in time."""
-        found: list[dict[str, Any]] = []
-
-        def replied() -> bool:
-            found[:] = [m for m in self._state.sent if _replies_to(m, message)]
-            return bool(found)
-
-        await self.wait_for(replied, timeout)
-        return found[0]
+        """The bot's first message quoting ``message``; TimeoutError if none comes in time."""
+        return await self._first_in_chat(message, lambda m: _replies_to(m, message), timeout)
 
     async def answer(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """The bot's first message in ``message``'s chat sent after it, quoting it or not."""
-        found: list[dict[str, Any]] = []
+        return await self._first_in_chat(message, lambda m: m["message_id"] > message["message_id"], timeout)
 
-        def answered() -> bool:
-            found[:] = [m for m in self._state.sent
-                        if m["chat"]["id"] == message["chat"]["id"] and m["message_id"] > message["message_id"]]
-            return bool(found)
-
-        await self.wait_for(answered, timeout)
-        return found[0]
+    async def _first_in_chat(self, message: dict[str, Any], match: Callable[[dict[str, Any]], bool],
+                             timeout: float) -> dict[str, Any]:
+        """Wait on this chat only, so many simulated users waiting at once stay cheap."""
+        chat_id = message["chat"]["id"]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = next((m for m in self._state.by_chat.get(chat_id, ()) if match(m)), None)
+            if found is not None:
+                return found
+            waiter = loop.create_future()
+            self._state.chat_waiters.setdefault(chat_id, []).append(waiter)
+            await asyncio.wait_for(waiter, max(deadline - loop.time(), 0))
 
     # ----- the Bot API side -----
 
@@ -354,7 +361,7 @@ class FakeBotApi:
         if request.match_info["token"] != self.token:
             record.status = 401
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
-        stored = next((f for f in self._state.files.values() if f.file_path == path), None)
+        stored = self._state.paths.get(path)
         fault = self._take_fault("download")
         status = fault.status if fault else (200 if stored else 404)
         if stored and stored.delay and not fault:
@@ -470,6 +477,10 @@ class FakeBotApi:
         if original is not None:
             message["reply_to_message"] = original
         self._state.sent.append(message)
+        self._state.by_chat.setdefault(int(chat_id), []).append(message)
+        for waiter in self._state.chat_waiters.pop(int(chat_id), []):
+            if not waiter.done():
+                waiter.set_result(None)
         return message
 
     async def _send_chat_action(self, params: dict[str, Any]) -> bool:

@@ -82,7 +82,8 @@ def threshold_text(threshold: float | None) -> str:
     if threshold is None:
         return ("This chat uses the tuned per-hashtag thresholds. "
                 "Send /threshold 0.3 to see every hashtag scored at least 0.3.")
-    return f"This chat shows hashtags scored at least {threshold:.2f}. Send /threshold reset to use the tuned thresholds."
+    return (f"This chat shows hashtags scored at least {threshold:.2f}. "
+            "Send /threshold reset to use the tuned thresholds.")
 
 
 THRESHOLD_USAGE = "Usage: /threshold 0.3 (a number between 0 and 1), or /threshold reset."

@@ -13,7 +13,14 @@ from hashtag.export.errors import ExportError
 from hashtag.export.results import ModelResult
 from hashtag.export.run import TrainingRun
 from hashtag.runtime.errors import BundleError
-from hashtag.runtime.manifest import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, PRECISIONS, Bundle, load_bundle
+from hashtag.runtime.manifest import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    PRECISIONS,
+    Bundle,
+    load_bundle,
+)
 
 
 def sha256_file(path: Path) -> str:
@@ -69,27 +76,25 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _remove_previous(out_dir: Path) -> None:
-    """Delete the ONNX files an earlier manifest in ``out_dir`` listed, so no stale precision stays."""
+def previous_files(out_dir: Path) -> list[Path]:
+    """The manifest and ONNX files of an earlier bundle in ``out_dir`` (replaced, so no stale precision
+    stays); checked before exporting so a foreign manifest.json fails fast."""
     manifest = out_dir / MANIFEST_NAME
     if not manifest.is_file():
-        return
+        return []
     try:
         old = json.loads(manifest.read_text(encoding="utf-8"))
-        files = [v["file"] for m in old.get("models", []) for v in m.get("variants", [])]
-    except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
+        files = [out_dir / Path(v["file"]).name for m in old["models"] for v in m["variants"]]
+    except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError):
         raise ExportError(f"{manifest} exists but is not a bundle manifest; choose another --out") from None
-    for name in files:
-        path = out_dir / Path(name).name
-        if path.is_file():
-            path.unlink()
-    manifest.unlink()
+    return [*files, manifest]
 
 
 def write_bundle(out_dir: Path, run: TrainingRun, results: list[ModelResult], dataset_summary: dict[str, Any],
                  export_info: dict[str, Any]) -> Bundle:
     """Move the kept files into ``out_dir``, write manifest.json last, and load it back as the runtime will."""
-    _remove_previous(out_dir)
+    for path in previous_files(out_dir):
+        path.unlink(missing_ok=True)
     entries = []
     for result in results:
         spec = result.model

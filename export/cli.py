@@ -10,8 +10,16 @@ from typing import Sequence
 
 import click
 
-from hashtag.export.config import CALIBRATION_METHODS, MAX_OPSET, MIN_LATENCY_RUNS, MIN_OPSET, ON_MAP_DROP, \
-    QUANT_TYPES, ExportConfig, QuantizationConfig
+from hashtag.export.config import (
+    CALIBRATION_METHODS,
+    MAX_OPSET,
+    MIN_LATENCY_RUNS,
+    MIN_OPSET,
+    ON_MAP_DROP,
+    QUANT_TYPES,
+    ExportConfig,
+    QuantizationConfig,
+)
 from hashtag.runtime.errors import HashtagError
 
 

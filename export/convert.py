@@ -124,7 +124,7 @@ def convert_in_subprocess(keras_path: Path, onnx_path: Path, input_size: int, re
                "--reference", str(outputs), "--info", str(info_path)]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env, check=False)
         except subprocess.TimeoutExpired:
             raise ExportError(f"converting {keras_path} took longer than {timeout_s:.0f} s") from None
         if proc.returncode < 0:

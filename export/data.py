@@ -6,7 +6,7 @@ Images are decoded and resized by hashtag.runtime, exactly as at serving time, a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -86,6 +86,6 @@ class ExportImages:
                 bar.update(1)
         return out
 
-    def drop(self, keep: Callable[[tuple[str, int, str]], bool]) -> None:
-        """Forget cached pixels no later model needs (they can take hundreds of MB)."""
-        self._cache = {k: v for k, v in self._cache.items() if keep(k)}
+    def keep_only(self, sizes: set[tuple[int, str]]) -> None:
+        """Forget cached pixels at any (size, resize method) not in ``sizes`` (they take hundreds of MB)."""
+        self._cache = {k: v for k, v in self._cache.items() if (k[1], k[2]) in sizes}

@@ -31,7 +31,7 @@ class Accuracy:
     per_tag: dict[str, float | None]
     n_images: int
 
-    def per_tag_delta(self, baseline: "Accuracy") -> dict[str, float]:
+    def per_tag_delta(self, baseline: Accuracy) -> dict[str, float]:
         """AP change per tag vs ``baseline`` (negative is worse), tags with positives only."""
         return {t: ap - baseline.per_tag[t] for t, ap in self.per_tag.items()  # type: ignore[operator]
                 if ap is not None and baseline.per_tag.get(t) is not None}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ def onnx_probabilities(path: Path, inputs: np.ndarray, threads: int | None = Non
     session, _ = create_session(Path(path), "cpu", threads)
     name = session.get_inputs()[0].name
     bounds = [0, min(1, len(inputs)), *range(1 + batch_size, len(inputs), batch_size), len(inputs)]
-    parts = [session.run(None, {name: inputs[a:b]})[0] for a, b in zip(bounds, bounds[1:]) if b > a]
+    parts = [session.run(None, {name: inputs[a:b]})[0] for a, b in pairwise(bounds) if b > a]
     return np.concatenate(parts).astype(np.float32)
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import onnxruntime as ort
 
-from hashtag.export.bundle import write_bundle
+from hashtag.export.bundle import previous_files, write_bundle
 from hashtag.export.config import ExportConfig
 from hashtag.export.convert import INPUT_NAME, convert_in_subprocess
 from hashtag.export.data import CALIBRATION, VAL, ExportImages
@@ -26,7 +26,12 @@ from hashtag.export.errors import ExportError
 from hashtag.export.evaluate import Accuracy, accuracy, map_drop, predict
 from hashtag.export.latency import measure_latency
 from hashtag.export.parity import check_parity
-from hashtag.export.quantize import PixelReader, convert_fp16, count_nodes, prepare_for_quantization
+from hashtag.export.quantize import (
+    PixelReader,
+    convert_fp16,
+    count_nodes,
+    prepare_for_quantization,
+)
 from hashtag.export.report import REPORT_NAME, write_report
 from hashtag.export.results import ModelResult, VariantResult
 from hashtag.export.run import TrainedModel, TrainingRun, load_run
@@ -71,7 +76,7 @@ class _ModelExport:
 
     def variant(self, precision: str, path: Path, reference: np.ndarray, acc: Accuracy | None = None,
                 **extra: Any) -> VariantResult:
-        """Parity (reported only; enforced for FP32 by the caller), accuracy and node counts of one file."""
+        """Parity vs Keras (enforced for FP32, reported for the others), accuracy and node counts of one file."""
         tolerance = self.config.parity_tolerance if precision == "fp32" else None
         parity = check_parity(path, self.parity_inputs, reference, precision, tolerance, self.config.threads)
         acc = acc or self.evaluate(path)
@@ -132,6 +137,17 @@ def _time_all(results: list[ModelResult], samples: list[np.ndarray], config: Exp
         results[i].variants[p].latency = latency
 
 
+def _cpu_name() -> str:
+    """The CPU model (INT8 speed depends on VNNI), from /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _export_info(config: ExportConfig, run: TrainingRun, images: ExportImages,
                  results: list[ModelResult], seconds: float) -> dict[str, Any]:
     versions = dict(results[0].conversion.get("versions", {})) if results else {}
@@ -148,7 +164,7 @@ def _export_info(config: ExportConfig, run: TrainingRun, images: ExportImages,
         "on_map_drop": config.on_map_drop,
         "quant_search": config.quant_search,
         "versions": {**versions, "onnxruntime": ort.__version__},
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPUs",
+        "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs",
         "threads": config.threads or "onnxruntime default",
         "seconds": round(seconds, 1),
         "report": REPORT_NAME,
@@ -160,6 +176,7 @@ def run_export(config: ExportConfig, echo: Echo = _stderr, progress: bool = True
     """Export every selected model of ``config.run_dir`` into the bundle ``config.out_dir``."""
     start = time.monotonic()
     run = load_run(config.run_dir, config.models)
+    previous_files(config.out_dir)
     echo(f"exporting {', '.join(m.name for m in run.models)} from {run.root} as {', '.join(config.precisions)}")
     images = ExportImages(config.data_dir, run.tags, config.calibration_images, config.val_images, config.seed,
                           progress)
@@ -171,8 +188,7 @@ def run_export(config: ExportConfig, echo: Echo = _stderr, progress: bool = True
             result, sample = _ModelExport(model, config, images, Path(tmp), echo).run()
             results.append(result)
             samples.append(sample)
-            later = {(m.input_size, m.preprocessing.resize) for m in run.models[i + 1 :]}
-            images.drop(lambda key: (key[1], key[2]) in later)
+            images.keep_only({(m.input_size, m.preprocessing.resize) for m in run.models[i + 1 :]})
         echo(f"timing every variant: batch 1, {config.latency_runs} interleaved runs after {config.latency_warmup} "
              "warm-up runs ...")
         _time_all(results, samples, config)

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from hashtag.export.config import QuantizationConfig
@@ -41,7 +47,7 @@ class PixelReader(CalibrationDataReader):
         self._next, self._end = 0, len(self)
 
     def __len__(self) -> int:
-        return -(-len(self.pixels) // self.batch_size)
+        return (len(self.pixels) + self.batch_size - 1) // self.batch_size
 
     def set_range(self, start_index: int, end_index: int) -> None:
         self._next, self._end = start_index, min(end_index, len(self))
@@ -114,8 +120,8 @@ def quantize_int8(prepared_path: Path, out_path: Path, reader: PixelReader, conf
                   cache_dir: Path) -> list[str]:
     """Write the INT8 QDQ model; returns the nodes kept in float.
 
-    Calibration ranges are cached per calibration method in ``cache_dir`` (exclusions do not change
-    them), so a search over exclusions calibrates once per method.
+    Calibration ranges are cached per model and calibration method in ``cache_dir`` (exclusions do
+    not change them), so a search over exclusions calibrates once per method.
     """
     model = onnx.load(str(prepared_path))
     excluded = excluded_nodes(model, config)
@@ -136,7 +142,7 @@ def quantize_int8(prepared_path: Path, out_path: Path, reader: PixelReader, conf
                 calibrate_method=_METHODS[config.calibration],
                 nodes_to_exclude=excluded,
                 extra_options=extra,
-                calibration_cache_path=str(cache_dir / f"calibration-{config.calibration_key}.json"),
+                calibration_cache_path=str(cache_dir / f"{prepared_path.stem}.calibration-{config.calibration_key}.json"),
             )
     except (ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
         raise ExportError(f"quantization {config.name} failed: {str(exc).strip().splitlines()[0]}") from None

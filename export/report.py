@@ -21,7 +21,9 @@ def _table(header: Sequence[str], rows: list[list[str]]) -> list[str]:
 
 
 def _num(value: float | None, fmt: str) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+    if value is None or math.isnan(value):
+        return "n/a"
+    return format(value + 0.0, fmt)  # + 0.0 turns -0.0 into 0.0
 
 
 def _model_rows(results: list[ModelResult]) -> list[list[str]]:
@@ -96,9 +98,9 @@ def render_report(results: list[ModelResult], info: dict[str, Any], problems: li
     lines += [f"- {key}: {value}" for key, value in info.items()]
     lines += ["", _status(problems, failed), ""]
     lines += ["## Models", "",
-              "Parity: max |probability difference| vs Keras on real val images (FP32 must be < tolerance). "
-              "Latency: CPU, batch 1, all variants interleaved in one run after warm-up. "
-              "Ops are counted after ONNX Runtime's QDQ fusion.", ""]
+              ("Parity: max |probability difference| vs Keras on real val images (FP32 must be < tolerance). "
+               "Latency: CPU, batch 1, all variants interleaved in one run after warm-up. "
+               "Ops are counted after ONNX Runtime's QDQ fusion."), ""]
     lines += [*_table(MODEL_COLUMNS, _model_rows(results)), ""]
     ensemble = _ensemble_rows(results)
     if len(results) > 1 and ensemble:

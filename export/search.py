@@ -60,7 +60,7 @@ def search_int8(prepared: Path, work_dir: Path, reader: PixelReader, candidates:
             continue
         cand.accuracy = evaluate(cand.path)
         cand.drop = map_drop(cand.accuracy, baseline)
-        log(f"{config.name}: val mAP {cand.accuracy.map:.4f} ({-100 * cand.drop:+.2f} points vs FP32), "
+        log(f"{config.name}: val mAP {cand.accuracy.map:.4f} ({0.0 - 100 * cand.drop:+.2f} points vs FP32), "
             f"{len(cand.excluded)} node(s) kept float")
         if cand.drop <= settings.stop_drop:
             break

@@ -88,8 +88,11 @@ def test_photo_reply_has_the_runtime_hashtags_of_the_largest_size(tagger: Tagger
     expected = tagger.predict_one(large)
     assert expected.hashtags, "the test photo must get at least one hashtag"
 
+    large_id: list[str] = []
+
     async def body(api: FakeBotApi) -> None:
         msg = api.send_photo(7, large, size=(96, 72), thumbnail=thumb)
+        large_id.append(msg["photo"][-1]["file_id"])
         reply = await api.reply_to(msg, REPLY_TIMEOUT)
         assert first_line(reply) == " ".join(expected.hashtags)
         assert reply["text"] == expected_reply(tagger, large)
@@ -97,8 +100,7 @@ def test_photo_reply_has_the_runtime_hashtags_of_the_largest_size(tagger: Tagger
             assert f"\n{name}: " in reply["text"]
 
     api = scenario(tagger, body)
-    large_id = api._state.messages[(7, api.sent[0]["reply_to_message"]["message_id"])]["photo"][-1]["file_id"]
-    assert [r.params["file_id"] for r in api.calls("getFile")] == [large_id]
+    assert [r.params["file_id"] for r in api.calls("getFile")] == large_id
     assert len(api.calls("download")) == 1
     actions = api.calls("sendChatAction")
     assert actions and actions[0].params == {"chat_id": 7, "action": "typing"}
@@ -151,7 +153,8 @@ def test_corrupt_and_truncated_images_get_a_friendly_reply_and_the_bot_goes_on(
     async def body(api: FakeBotApi) -> None:
         truncated = api.send_document(11, good[: len(good) // 2], "cut.jpg", "image/jpeg")
         garbage = api.send_photo(11, b"this is not a jpeg at all" * 20)
-        assert "couldn't read that image (truncated or corrupt" in (await api.reply_to(truncated, REPLY_TIMEOUT))["text"]
+        cut_reply = await api.reply_to(truncated, REPLY_TIMEOUT)
+        assert "couldn't read that image (truncated or corrupt" in cut_reply["text"]
         assert "couldn't read that image (not an image" in (await api.reply_to(garbage, REPLY_TIMEOUT))["text"]
         after = api.send_photo(11, good)
         assert (await api.reply_to(after, REPLY_TIMEOUT))["text"] == expected_reply(tagger, good)
@@ -165,7 +168,7 @@ def test_twenty_chats_at_once_each_get_their_own_answer(tagger: Tagger, photo: C
     async def body(api: FakeBotApi) -> None:
         sent = {chat: api.send_photo(chat, data) for chat, data in images.items()}
         answers = await asyncio.gather(*(api.reply_to(m, REPLY_TIMEOUT) for m in sent.values()))
-        for (chat, data), answer in zip(images.items(), answers):
+        for (chat, data), answer in zip(images.items(), answers, strict=True):
             assert answer["chat"]["id"] == chat
             assert answer["text"] == expected_reply(tagger, data)
 

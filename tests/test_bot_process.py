@@ -95,9 +95,12 @@ def test_bot_process_answers_a_photo_and_stops_on_sigint_after_finishing_it(tiny
         await wait_started(api, bot, "getUpdates")
         first = api.send_photo(5, data)
         assert (await api.reply_to(first, REPLY_TIMEOUT))["text"] == expected
+        api.fail("download", 502, "Bad Gateway", times=3)  # beyond the retries: the error handler answers
+        failing = api.send_photo(5, data)
+        assert (await api.reply_to(failing, REPLY_TIMEOUT))["text"] == replies.INTERNAL_ERROR
         in_flight = api.send_photo(5, data)
         api.slow_file(in_flight["photo"][-1]["file_id"], 1.0)
-        await api.wait_for(lambda: len(api.calls("getFile")) == 2, REPLY_TIMEOUT)
+        await api.wait_for(lambda: len(api.calls("getFile")) == 3, REPLY_TIMEOUT)
         bot.proc.send_signal(signal.SIGINT)
         assert await bot.wait_exit() == 0, bot.output()
         assert (await api.reply_to(in_flight, 0.1))["text"] == expected  # sent before the process exited
@@ -105,6 +108,7 @@ def test_bot_process_answers_a_photo_and_stops_on_sigint_after_finishing_it(tiny
     bot = run_with_bot(tmp_path, ["--models", str(tiny_bundle), "--provider", "cpu", "--log-level", "debug"], body)
     output = bot.output()
     assert "getUpdates" in output and "is up (long polling" in output  # debug logs did mention the API URLs
+    assert "handling update" in output and "Traceback" in output  # the error handler logged the failure
     assert TOKEN not in output and TOKEN.split(":")[1] not in output
 
 
@@ -131,7 +135,9 @@ def test_webhook_mode_takes_updates_with_the_secret_and_rejects_others(tiny_bund
         assert not api.calls("getUpdates")
 
     bot = run_with_bot(tmp_path, ["--models", str(tiny_bundle), "--provider", "cpu", "--webhook-url", hook,
-                                  "--listen", "127.0.0.1", "--port", str(port), "--secret-token", SECRET], body)
+                                  "--listen", "127.0.0.1", "--port", str(port), "--secret-token", SECRET,
+                                  "--log-level", "debug"], body)
+    assert "setWebhook" in bot.output()  # PTB logged the call, parameters and all, at debug level
     assert SECRET not in bot.output() and TOKEN not in bot.output()
 
 

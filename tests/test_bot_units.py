@@ -112,7 +112,8 @@ def test_refusal_texts_name_what_was_received() -> None:
     assert "a file of type application/x-foo" in replies.not_an_image("application/x-foo", None)
     assert "a file with no declared type" in replies.not_an_image(None, "notes")
     assert "which I can't read" in replies.not_an_image("image/heic", "IMG.HEIC")
-    assert replies.too_big(25 * 1024 * 1024, 20 * 1024 * 1024).startswith("This file is 25 MB; bots can only download files up to 20 MB")
+    assert replies.too_big(25 * 1024 * 1024, 20 * 1024 * 1024).startswith(
+        "This file is 25 MB; bots can only download files up to 20 MB")
     assert replies.human_size(1536 * 1024) == "1.5 MB" and replies.human_size(2048) == "2 KB"
 
 

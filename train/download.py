@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from http.client import HTTPConnection, HTTPException, HTTPSConnection, IncompleteRead, RemoteDisconnected
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from PIL import Image
@@ -75,7 +75,11 @@ class FetchError(Exception):
         self.retryable = retryable
 
 
-@dataclass(frozen=True)
+class _StaleConnection(Exception):
+    """A kept-alive connection turned out to be closed before any response: not the server's fault."""
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """Fetch ``source`` (an http(s) URL or a local path) and store it at ``dest``."""
 
@@ -84,7 +88,7 @@ class Job:
     dest: Path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What became of one photo; ``attempts`` counts fetches this run (0: found already stored)."""
 
@@ -109,7 +113,11 @@ class Outcome:
 
 
 class Journal:
-    """Append-only JSON lines, one per outcome; the last line for a photo wins. A line cut by a kill is ignored."""
+    """Append-only JSON lines, one per outcome; the last line for a photo wins. A line cut by a kill is ignored.
+
+    ``records`` is what the file held when opened (appends are not mirrored: a fresh build keeps no
+    per-photo state here).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -129,10 +137,8 @@ class Journal:
             self._fh.write("\n")
 
     def append(self, outcome: Outcome) -> None:
-        rec = outcome.to_record()
-        self._fh.write(json.dumps(rec) + "\n")
+        self._fh.write(json.dumps(outcome.to_record()) + "\n")
         self._fh.flush()
-        self.records[outcome.photo_id] = rec
 
     def close(self) -> None:
         self._fh.close()
@@ -198,39 +204,42 @@ class HttpClient:
             conn.close()
 
     def _request(self, scheme: str, netloc: str, target: str) -> tuple[int, str, bytes]:
-        key = (scheme, netloc)
-        for fresh in (False, True):
-            pool = self._pool()
-            reused = key in pool
-            if not reused:
-                cls = HTTPSConnection if scheme == "https" else HTTPConnection
-                pool[key] = cls(netloc, timeout=self.timeout)
-            conn = pool[key]
-            try:
-                conn.request("GET", target, headers={"User-Agent": USER_AGENT, "Accept": "image/*"})
-                resp = conn.getresponse()
-                if resp.status != 200:
-                    self._drop(key)  # cheaper than draining an error page to keep the connection
-                    return resp.status, resp.getheader("Location") or "", b""
-                return 200, "", self._read_body(resp)
-            except FetchError:
-                self._drop(key)
-                raise
-            except (RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self._drop(key)
-                if reused and not fresh:
-                    continue  # the server closed an idle keep-alive connection: one free retry, fresh
-                raise FetchError("connection error", str(exc) or type(exc).__name__, retryable=True) from None
-            except TimeoutError:
-                self._drop(key)
-                raise FetchError("timeout", f"no data for {self.timeout:g}s", retryable=True) from None
-            except IncompleteRead as exc:
-                self._drop(key)
-                raise FetchError("truncated download", f"{len(exc.partial)} bytes received", retryable=True) from None
-            except (OSError, HTTPException) as exc:
-                self._drop(key)
-                raise FetchError("connection error", str(exc) or type(exc).__name__, retryable=True) from None
-        raise AssertionError("unreachable")
+        try:
+            return self._exchange((scheme, netloc), target)
+        except _StaleConnection:  # the server closed an idle keep-alive connection: one free retry, fresh
+            return self._exchange((scheme, netloc), target)
+
+    def _exchange(self, key: tuple[str, str], target: str) -> tuple[int, str, bytes]:
+        pool = self._pool()
+        reused = key in pool
+        if not reused:
+            cls = HTTPSConnection if key[0] == "https" else HTTPConnection
+            pool[key] = cls(key[1], timeout=self.timeout)
+        conn = pool[key]
+        try:
+            conn.request("GET", target, headers={"User-Agent": USER_AGENT, "Accept": "image/*"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                self._drop(key)  # cheaper than draining an error page to keep the connection
+                return resp.status, resp.getheader("Location") or "", b""
+            return 200, "", self._read_body(resp)
+        except FetchError:
+            self._drop(key)
+            raise
+        except (RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+            self._drop(key)
+            if reused:
+                raise _StaleConnection from None
+            raise FetchError("connection error", str(exc) or type(exc).__name__, retryable=True) from None
+        except TimeoutError:
+            self._drop(key)
+            raise FetchError("timeout", f"no data for {self.timeout:g}s", retryable=True) from None
+        except IncompleteRead as exc:
+            self._drop(key)
+            raise FetchError("truncated download", f"{len(exc.partial)} bytes received", retryable=True) from None
+        except (OSError, HTTPException) as exc:
+            self._drop(key)
+            raise FetchError("connection error", str(exc) or type(exc).__name__, retryable=True) from None
 
     def _read_body(self, resp: Any) -> bytes:
         declared = resp.getheader("Content-Length")
@@ -281,18 +290,24 @@ def _scaled(size: tuple[int, int], max_side: int) -> tuple[int, int] | None:
 
 
 def encode_image(data: bytes, max_side: int, quality: int) -> bytes:
-    """Decode (RGB, EXIF applied), shrink so the shorter side is at most ``max_side``, encode JPEG."""
-    img = load_image(data)
-    target = _scaled(img.size, max_side)
-    if target is None and _plain_jpeg(data):
-        return data
+    """Decode (RGB, EXIF applied), shrink so the shorter side is at most ``max_side``, encode JPEG.
+
+    Every decoding problem, including the odd exception types Pillow plugins raise on hostile data,
+    becomes an ImageError, so one bad photo can never stop a run.
+    """
     try:
+        img = load_image(data)
+        target = _scaled(img.size, max_side)
+        if target is None and _plain_jpeg(data):
+            return data
         if target is not None:
             img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=quality)
-    except Exception as exc:  # noqa: BLE001 - Pillow plugins raise many types on hostile data
-        raise ImageError(f"<{len(data)} bytes>", f"cannot re-encode: {exc}") from None
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        raise ImageError(f"<{len(data)} bytes>", f"cannot decode: {exc or type(exc).__name__}") from None
     return buf.getvalue()
 
 
@@ -300,7 +315,7 @@ def is_stored(path: Path) -> bool:
     """A stored file counts only if it decodes completely."""
     try:
         load_image(path)
-    except ImageError:
+    except Exception:  # noqa: BLE001 - ImageError or anything odder: not a usable file either way
         return False
     return True
 
@@ -406,16 +421,16 @@ class Downloader:
         else:
             report.failed += 1
 
-    def run(self, jobs: Sequence[Job], progress: Callable[[RunReport], None] | None = None,
+    def run(self, jobs: Iterable[Job], total: int, progress: Callable[[RunReport], None] | None = None,
             retry_failed: bool = False) -> RunReport:
         """Process every job (skipping what the journal settles); stops early when ``stop`` is set or on Ctrl-C."""
         self.partial_dir.mkdir(parents=True, exist_ok=True)
-        report = RunReport(total=len(jobs))
+        report = RunReport(total=total)
         in_flight: set[Future[Outcome]] = set()
         bound = 2 * self.config.workers
 
-        def collect(block_until: str) -> None:
-            done, _ = wait(in_flight, return_when=block_until)
+        def collect() -> None:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for fut in done:
                 in_flight.discard(fut)
                 self._record(report, fut.result())
@@ -436,13 +451,13 @@ class Downloader:
                             progress(report)
                         continue
                     while len(in_flight) >= bound:
-                        collect(FIRST_COMPLETED)
+                        collect()
                     in_flight.add(pool.submit(self.process, job))
                 while in_flight:
-                    collect(FIRST_COMPLETED)
+                    collect()
             except KeyboardInterrupt:
                 self.stop.set()
                 while in_flight:  # running jobs end within one timeout; their results are kept
-                    collect(FIRST_COMPLETED)
+                    collect()
         report.interrupted = report.interrupted or report.done < report.total
         return report

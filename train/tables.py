@@ -50,7 +50,8 @@ class KeywordFilter:
             raise ValueError(f"min_confidence must be within 0..100, got {self.min_confidence}")
 
     def required_columns(self) -> tuple[str, ...]:
-        return KEYWORD_COLUMNS + ((AI2_COLUMN,) if self.accept_ai2 else ()) + ((USER_COLUMN,) if self.accept_user else ())
+        extra = ((AI2_COLUMN,) if self.accept_ai2 else ()) + ((USER_COLUMN,) if self.accept_user else ())
+        return KEYWORD_COLUMNS + extra
 
     def passes(self, ai1: str, ai2: str = "", user: str = "") -> bool:
         """True when any accepted source of evidence supports the keyword; empty confidences never do."""
@@ -64,7 +65,7 @@ class KeywordFilter:
         return {"min_confidence": self.min_confidence, "accept_ai2": self.accept_ai2, "accept_user": self.accept_user}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Photo:
     """One photo row: where its image is (https URL or path relative to the tables folder) and its size if known."""
 
@@ -165,7 +166,7 @@ def _size(text: str) -> int | None:
 
 
 def read_photos(folder: Path, stats: TableStats) -> list[Photo]:
-    """Every photo once (first row wins), in table order; rows without an image or a usable id are counted and dropped."""
+    """Every photo once (first row wins), in table order; rows without an image or usable id are counted, dropped."""
     photos: list[Photo] = []
     seen: set[str] = set()
     for photo_id, source, width, height in iter_rows(table_files(folder, "photos"), PHOTO_COLUMNS,

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from hashtag.runtime.images import load_image
+from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.preprocess import normalize, resize_rgb
 from hashtag.train.dataset import Dataset, load_dataset
 from hashtag.train.features import Backbone, BackboneFactory, ExtractStats, FeatureCache
@@ -261,6 +262,7 @@ class Trainer:
     def run(self) -> Path:
         """Train all models, write run.json and each model's folder; returns the run folder."""
         self.out.mkdir(parents=True, exist_ok=True)
+        # Same seed -> same weights: TF picks deterministic kernels (process-wide; heads are small, cost is nil).
         tf.config.experimental.enable_op_determinism()
         for name in self.config.models:
             self.train_model(name)
@@ -279,19 +281,21 @@ class Trainer:
         (self.out / "run.json").write_text(json.dumps(run, indent=2))
         return self.out
 
-    def _features(self, backbone: Backbone, spatial: bool) -> tuple[FeatureCache, dict[str, Any], _SplitFeatures,
-                                                                   _SplitFeatures | None]:
+    def _features(self, backbone: Backbone, grid: Sequence[Candidate]) -> tuple[dict[str, Any], _SplitFeatures,
+                                                                            _SplitFeatures | None]:
+        """Fill the cache with what the candidates need; pooled features come back in memory, spatial as memmaps."""
         cache = FeatureCache(self.cache_dir, backbone, self.config.extract_batch_size, self.progress)
+        spatial = any(not c.head.pooled for c in grid)
+        views = max(c.views for c in grid)
         kinds = ("pooled", "spatial") if spatial else ("pooled",)
         stats: dict[str, ExtractStats] = {}
         for split in ("train", "val", "test"):
             stats[split] = cache.ensure(split, self.records[split], self.rows[split], 0, kinds)
-        for view in range(1, self.config.augment + 1):
+        for view in range(1, views + 1):
             stats[f"train-v{view}"] = cache.ensure("train", self.records["train"], self.rows["train"], view)
-        pooled = _SplitFeatures(
-            {s: _Rows(cache.pooled(s, self.records[s], self.rows[s])) for s in self.rows},
-            dict(self.labels))
-        for view in range(1, self.config.augment + 1):
+        pooled = _SplitFeatures({s: _Rows(cache.pooled(s, self.records[s], self.rows[s])) for s in self.rows},
+                                dict(self.labels))
+        for view in range(1, views + 1):
             pooled.x[f"train-v{view}"] = _Rows(cache.pooled("train", self.records["train"], self.rows["train"], view))
         maps = None
         if spatial:
@@ -299,7 +303,7 @@ class Trainer:
                                    for s in self.rows}, dict(self.labels))
         record = {"cache": str(cache.root), "weights_sha256": cache.weights_sha256,
                   **{k: asdict(v) for k, v in stats.items()}}
-        return cache, record, pooled, maps
+        return record, pooled, maps
 
     def fit(self, candidate: Candidate, feats: _SplitFeatures, label: str) -> FitResult:
         """Train one candidate head from a fixed seed; returns it with its best-epoch weights."""
@@ -331,8 +335,7 @@ class Trainer:
         size = cfg.input_sizes.get(name) or _native_size(name)
         backbone = self.backbone_factory(name, size)
         grid = candidates(cfg)
-        spatial = any(not c.head.pooled for c in grid)
-        _, extraction, pooled, maps = self._features(backbone, spatial)
+        extraction, pooled, maps = self._features(backbone, grid)
         results = []
         for candidate in grid:
             result = self.fit(candidate, pooled if candidate.head.pooled else maps, name)  # type: ignore[arg-type]
@@ -402,8 +405,10 @@ def imagenet_factory(source: str = "auto") -> BackboneFactory:
     from hashtag.train import weights
 
     def factory(name: str, input_size: int) -> Backbone:
-        model = weights.backbone(name, input_size, source)
-        return Backbone(name, input_size, model, weights.PREPROCESSING[name], weights.provenance(name, source))
+        resolved = weights.resolve(name, source)
+        model = weights.backbone(name, input_size, resolved)
+        return Backbone(name, input_size, model, Preprocessing.from_dict(weights.PREPROCESSING[name]),
+                        weights.provenance(name, resolved))
 
     return factory
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hashtag.train.weights.architectures import keras_application, with_mixed10_maxpool
+from hashtag.train.weights.architectures import check_input_size, keras_application, with_mixed10_maxpool
 from hashtag.train.weights.cache import cache_dir
-from hashtag.train.weights.catalog import BACKBONES, NATIVE_SIZE, PREPROCESSING, check_name
+from hashtag.train.weights.catalog import BACKBONES, NATIVE_SIZE, PREPROCESSING
 from hashtag.train.weights.errors import WeightsError
 from hashtag.train.weights.sources import SOURCES, ResolvedWeights, provenance, resolve
 
@@ -42,7 +42,7 @@ def backbone(name: str, input_size: int, source: str | Path | ResolvedWeights = 
     Input is the family's preprocessed pixels (see PREPROCESSING). InceptionV3 built from the 2015 graph's
     weights gets that graph's max pool in mixed10, so its features are the ones those weights were trained for.
     """
-    check_name(name)
+    check_input_size(name, input_size)
     resolved = source if isinstance(source, ResolvedWeights) else resolve(name, source)
     model = keras_application(name, input_size)
     try:

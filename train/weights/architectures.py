@@ -11,13 +11,18 @@ from hashtag.train.weights.catalog import MIN_SIZE, check_name
 from hashtag.train.weights.errors import WeightsError
 
 
+def check_input_size(name: str, input_size: int) -> None:
+    """Refuse sizes keras.applications cannot build, before anything is downloaded."""
+    check_name(name)
+    if input_size < MIN_SIZE[name]:
+        raise WeightsError(f"{name} needs input_size >= {MIN_SIZE[name]}, got {input_size}")
+
+
 def keras_application(name: str, input_size: int) -> Any:
     """keras.applications' notop conv base for ``name`` without weights, input (size, size, 3)."""
     import keras
 
-    check_name(name)
-    if input_size < MIN_SIZE[name]:
-        raise WeightsError(f"{name} needs input_size >= {MIN_SIZE[name]}, got {input_size}")
+    check_input_size(name, input_size)
     factory = {
         "vgg16": keras.applications.VGG16,
         "inceptionv3": keras.applications.InceptionV3,
@@ -84,8 +89,10 @@ def with_mixed10_maxpool(model: Any) -> Any:
     if isinstance(avg, keras.layers.MaxPooling2D):
         return model
     replacement = keras.layers.MaxPooling2D(pool_size=(3, 3), strides=(1, 1), padding="same", name="mixed10_pool_max")
-    clone = keras.models.clone_model(
-        model, clone_function=lambda layer: replacement if layer is avg else layer.__class__.from_config(layer.get_config())
-    )
+    def clone_layer(layer: Any) -> Any:
+        return replacement if layer is avg else layer.__class__.from_config(layer.get_config())
+
+    inputs = keras.Input(batch_shape=model.input.shape, name=model.layers[0].name)
+    clone = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_layer)
     clone.set_weights(model.get_weights())
     return clone

@@ -19,3 +19,10 @@ def fact_check(label: str, got: Any, expected: Any) -> dict[str, Any]:
     if got != expected:
         raise WeightsError(f"weights check failed: {label} is {got!r}, expected {expected!r}")
     return {"check": label, "expected": expected, "got": got, "passed": True}
+
+
+def abs_sum(model: Any) -> float:
+    """Sum of |w| over every weight of ``model`` in float64: one number that pins a whole mapping."""
+    import numpy as np
+
+    return sum(float(np.abs(np.asarray(w, dtype=np.float64)).sum()) for w in model.get_weights())

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from hashtag.train.weights.architectures import keras_application, layers_in_graph_order, producers
-from hashtag.train.weights.checks import fact_check, value_check
+from hashtag.train.weights.checks import abs_sum, fact_check, value_check
 from hashtag.train.weights.errors import WeightsError
 from hashtag.train.weights.torchscript import ScriptObject, read_code, read_torchscript
 
@@ -63,31 +63,25 @@ def _padding_matches(torch_padding: Any, kernel_hw: tuple[int, int], keras_paddi
     return pad == want
 
 
-def build(path: Path) -> tuple[Any, dict[str, Any]]:
-    """Keras InceptionV3 notop (299x299, Keras' average pool in mixed10) with the 2015 weights, and the record."""
+def map_tree(tree: ScriptObject, code: dict[str, str], model: Any) -> list[dict[str, Any]]:
+    """Copy the archive's convs and batch norms into a Keras InceptionV3; returns the structural checks passed."""
     import keras
 
-    tree = read_torchscript(path)
     convs, pools = torch_layers(tree)
-    model = keras_application("inceptionv3", 299)
     graph = layers_in_graph_order(model)
     keras_convs = [layer for layer in graph if isinstance(layer, keras.layers.Conv2D)]
     bn_of = {id(producers(bn)[0]): bn for bn in graph if isinstance(bn, keras.layers.BatchNormalization)}
     checks = [fact_check("conv layers", (len(convs), len(keras_convs)), (CONVS, CONVS))]
-
-    code = read_code(path)
-    bn_calls = batch_norm_constants(code)
-    bn = bn_of[id(keras_convs[0])]
+    epsilon = bn_of[id(keras_convs[0])].epsilon
     checks.append(
         fact_check(
             "TorchScript batch_norm calls [gamma, training, epsilon]",
-            sorted(list(call) for call in bn_calls),
-            [["None", "False", bn.epsilon]],
+            sorted(list(call) for call in batch_norm_constants(code)),
+            [["None", "False", epsilon]],
         )
     )
-    checks.append(fact_check("Keras batch norm scale (gamma)", bn.scale, False))
-
-    for index, (src, dst) in enumerate(zip(convs, keras_convs)):
+    checks.append(fact_check("Keras batch norm scale (gamma)", {bn.scale for bn in bn_of.values()}.pop(), False))
+    for index, (src, dst) in enumerate(zip(convs, keras_convs, strict=True)):
         kernel = src.attrs["weight"].transpose(2, 3, 1, 0)
         stride = src.attrs["stride"]
         if (
@@ -97,7 +91,7 @@ def build(path: Path) -> tuple[Any, dict[str, Any]]:
             or not _padding_matches(src.attrs["padding"], kernel.shape[:2], dst.padding)
         ):
             raise WeightsError(
-                f"{path}: conv #{index} (kernel {kernel.shape}, stride {stride}, padding {src.attrs['padding']}) "
+                f"conv #{index} (kernel {kernel.shape}, stride {stride}, padding {src.attrs['padding']}) "
                 f"does not fit Keras {dst.name} ({tuple(dst.kernel.shape)}, {dst.strides}, {dst.padding})"
             )
         dst.set_weights([np.ascontiguousarray(kernel)])
@@ -108,11 +102,10 @@ def build(path: Path) -> tuple[Any, dict[str, Any]]:
         for p in graph
         if isinstance(p, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D))
     ]
-    torch_pools = [p.kind for p in pools]
     checks.append(
         fact_check(
             "pooling layers (graph order) equal Keras' except mixed10's pool branch",
-            torch_pools,
+            [p.kind for p in pools],
             keras_pools[:-1] + ["MaxPool2d"],
         )
     )
@@ -120,13 +113,29 @@ def build(path: Path) -> tuple[Any, dict[str, Any]]:
         fact_check(
             "mixed10 pool branch pooling [kernel, stride, padding]",
             pool_params(code, pools[-1].qualname),
-            {"kernel_size": 3, "stride": 1, "padding": 1},
+            {"kernel_size": 3, "padding": 1, "stride": 1},
         )
     )
-    first = keras_convs[0].get_weights()[0]
+    return checks
+
+
+def build(path: Path) -> tuple[Any, dict[str, Any]]:
+    """Keras InceptionV3 notop (299x299, Keras' average pool in mixed10) with the 2015 weights, and the record."""
+    model = keras_application("inceptionv3", 299)
+    try:
+        checks = map_tree(read_torchscript(path), read_code(path), model)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+    first = _first_conv(model).get_weights()[0]
     for index, expected in FIRST_KERNEL_CHECKS:
         checks.append(value_check(f"first conv kernel{list(index)}", first[index], expected, 1e-8))
-    abs_sum = sum(float(np.abs(w.astype(np.float64)).sum()) for w in model.get_weights())
-    checks.append(value_check("sum |w| over all weights", abs_sum, ABS_SUM, ABS_SUM_TOL))
+    checks.append(value_check("sum |w| over all weights", abs_sum(model), ABS_SUM, ABS_SUM_TOL))
     checks.append(fact_check("parameters", int(model.count_params()), PARAMETERS))
-    return model, {"mapping": MAPPING, "checks": checks, "mixed10_pool": "max", "batch_norm_epsilon": bn.epsilon}
+    epsilon = next(layer.epsilon for layer in model.layers if hasattr(layer, "moving_variance"))
+    return model, {"mapping": MAPPING, "checks": checks, "mixed10_pool": "max", "batch_norm_epsilon": epsilon}
+
+
+def _first_conv(model: Any) -> Any:
+    import keras
+
+    return next(layer for layer in layers_in_graph_order(model) if isinstance(layer, keras.layers.Conv2D))

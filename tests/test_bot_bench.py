@@ -1,0 +1,26 @@
+"""The bot load benchmark runs end to end on a tiny bundle and reports every level (numbers not judged here)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_bench_bot_runs_and_reports_each_level(tiny_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hashtag.benchmarks.bench_bot", "--models", str(tiny_bundle), "--provider", "cpu",
+         "--users", "1,3", "--seconds", "1", "--size", "320x240", "--json", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert [lv["users"] for lv in result["levels"]] == [1, 3]
+    for level in result["levels"]:
+        assert level["replies"] >= 1 and level["wrong_replies"] == 0
+        assert 0 < level["p50_ms"] <= level["p95_ms"]
+        assert level["runtime_p50_ms"] > 0 and level["runtime_per_s"] > 0
+    assert len(result["runtime_rounds"]) == 3  # before the first level and after each
+    assert result["bot_exit_code"] == 0 and result["verdicts"]["all_replies_correct"]
+    assert "replies/s" in proc.stdout and "target p50 at 1 user" in proc.stdout
