@@ -1,6 +1,7 @@
 """The feature cache: runtime preprocessing, reuse, subsets, resume after an interruption, spatial maps."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from hashtag.runtime.images import load_image
 from hashtag.runtime.preprocess import normalize, resize_rgb
 from hashtag.train.dataset import load_dataset
 from hashtag.train.features import Backbone, FeatureCache, weights_sha256
+from hashtag.train.progress import Progress
 from trainkit import TF_PREP, make_dataset, tiny_conv
 
 SIZE = 32
@@ -88,3 +90,17 @@ def test_spatial_maps_and_augmented_views(photos: list, tmp_path: Path) -> None:
     assert not np.allclose(cache.pooled("train", photos, np.arange(12), view=1), pooled)
     with pytest.raises(ValueError, match="kind"):
         cache.ensure("train", photos, kinds=("logits",))
+
+
+def test_progress_lines_off_a_terminal() -> None:
+    stream = io.StringIO()  # not a TTY: status lines instead of a bar
+    with Progress(5, "vgg16 features train", stream=stream) as bar:
+        bar.update(2)
+        bar.update(3)
+    assert stream.getvalue().startswith("vgg16 features train: 5/5 (")
+    quiet = io.StringIO()
+    with Progress(5, "epochs", stream=quiet, closing_line=False) as bar:
+        bar.update(5)
+    with Progress(5, "off", enabled=False, stream=quiet) as bar:
+        bar.update(5)
+    assert quiet.getvalue() == ""

@@ -63,7 +63,7 @@ def test_model_card_records_choice_thresholds_and_metrics(trained: dict) -> None
     assert Preprocessing.from_dict(card["preprocessing"]).family == "caffe"
     assert card["tags"] == list(TAGS)
     assert set(card["thresholds"]) == set(TAGS) and all(0 <= t <= 1 for t in card["thresholds"].values())
-    assert card["weights_source"]["source"] == "test" and len(card["weights_source"]["weights_sha256"]) == 64
+    assert card["weights_source"]["source"] == "test" and len(card["weights_source"]["weights_values_sha256"]) == 64
     compared = card["training"]["candidates"]
     # flatten only as the original (bce, no augmentation); pooled heads x 2 losses x with/without augmentation
     assert [c["key"] for c in compared] == [c.key for c in candidates(CONFIG)]

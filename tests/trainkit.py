@@ -31,7 +31,7 @@ def make_dataset(root: Path, counts: Sequence[int] = (24, 10, 10), start: int = 
     """A dataset folder with ``counts`` photos in train/val/test (labels.tsv + dataset.json + images/)."""
     rows = ["\t".join(("photo_id", "split", "file", *TAGS))]
     seed = start
-    for split, n in zip(("train", "val", "test"), counts):
+    for split, n in zip(("train", "val", "test"), counts, strict=True):
         for _ in range(n):
             pid = f"p{seed:04d}"
             rel = f"images/{pid[-2:]}/{pid}.jpg"

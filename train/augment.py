@@ -14,6 +14,7 @@ import math
 import numpy as np
 from PIL import Image
 
+VERSION = 1  # bump when views change, so cached features of old views are not reused
 MAX_ROTATION_DEG = 10.0
 MIN_CROP_SIDE = 0.8  # the crop keeps 80-100% of each side of the rotation-safe region
 FLIP_PROBABILITY = 0.5
@@ -37,15 +38,15 @@ def augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     width, height = img.size
     angle = float(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
     rotated = img.rotate(angle, resample=Image.Resampling.BILINEAR, expand=False)
-    scale = _inscribed_scale(width, height, angle) * float(rng.uniform(MIN_CROP_SIDE, 1.0))
-    crop_w, crop_h = max(1, int(width * scale)), max(1, int(height * scale))
-    # Centre must stay within the rotation-safe box, so offsets range over its slack.
     safe = _inscribed_scale(width, height, angle)
+    scale = safe * float(rng.uniform(MIN_CROP_SIDE, 1.0))
+    crop_w, crop_h = max(1, int(width * scale)), max(1, int(height * scale))
+    # The crop must stay inside the rotation-safe box, so its centre moves within the slack.
     slack_x = max(0.0, (width * safe - crop_w) / 2)
     slack_y = max(0.0, (height * safe - crop_h) / 2)
     cx = width / 2 + float(rng.uniform(-slack_x, slack_x))
     cy = height / 2 + float(rng.uniform(-slack_y, slack_y))
-    left, top = int(round(cx - crop_w / 2)), int(round(cy - crop_h / 2))
+    left, top = round(cx - crop_w / 2), round(cy - crop_h / 2)
     out = rotated.crop((left, top, left + crop_w, top + crop_h))
     if rng.uniform() < FLIP_PROBABILITY:
         out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

@@ -46,12 +46,16 @@ class Predictions:
         np.savez_compressed(path, **arrays)
 
 
-def predict_from_photos(model_dir: Path, data_dir: Path, tags: Sequence[str], batch_size: int = 32,
-                        progress: bool = True) -> Predictions:
-    """Run ``model_dir/model.keras`` on the dataset's val and test photos with the runtime's preprocessing."""
+def predict_from_photos(model_dir: Path, data_dir: Path, tags: Sequence[str], eval_limit: int | None = None,
+                        batch_size: int = 32, progress: bool = True) -> Predictions:
+    """Run ``model_dir/model.keras`` on the dataset's val and test photos with the runtime's preprocessing.
+
+    ``eval_limit`` picks the same photos as training did with that limit (hash of the photo ids).
+    """
     import keras
 
     from hashtag.train.dataset import load_dataset
+    from hashtag.train.trainer import select_rows
 
     card = json.loads((model_dir / "model.json").read_text())
     dataset = load_dataset(data_dir)
@@ -63,7 +67,9 @@ def predict_from_photos(model_dir: Path, data_dir: Path, tags: Sequence[str], ba
     prep, size = Preprocessing.from_dict(card["preprocessing"]), int(card["input_size"])
     ids, labels, probs = {}, {}, {}
     for split in SPLITS:
-        records = dataset.split(split)
+        everything = dataset.split(split)
+        rows = select_rows([r.photo_id for r in everything], eval_limit)
+        records = [everything[i] for i in rows]
         out = []
         with Progress(len(records), f"{card['name']} on {split} photos", enabled=progress) as bar:
             for i in range(0, len(records), batch_size):
@@ -72,7 +78,7 @@ def predict_from_photos(model_dir: Path, data_dir: Path, tags: Sequence[str], ba
                 out.append(np.asarray(model.predict_on_batch(x), dtype=np.float32))
                 bar.update(len(chunk))
         ids[split] = np.array([r.photo_id for r in records])
-        labels[split] = dataset.labels(split)[:, columns].astype(np.float32)
+        labels[split] = dataset.labels(split)[rows][:, columns].astype(np.float32)
         probs[split] = np.concatenate(out) if out else np.zeros((0, len(tags)), np.float32)
     return Predictions(ids, labels, probs)
 
@@ -102,7 +108,8 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, progress: bool = T
     preds: dict[str, Predictions] = {}
     for name in run["models"]:
         if data_dir is not None:
-            preds[name] = predict_from_photos(run_dir / name, Path(data_dir), tags, progress=progress)
+            preds[name] = predict_from_photos(run_dir / name, Path(data_dir), tags, run["config"].get("eval_limit"),
+                                              progress=progress)
             preds[name].save(run_dir / name / "predictions.npz")
         else:
             preds[name] = Predictions.load(run_dir / name / "predictions.npz")

@@ -5,6 +5,7 @@ Layout under the cache folder::
     <backbone>-<size>-<key>/             key: hash of weights content, preprocessing and format
         meta.json                        backbone, size, preprocessing, weights sha256, provenance
         <split>-v<view>-<ids>/           ids: hash of the split's photo ids and files (the row order)
+                                         and, for augmented views, of the augmentation version
             ids.txt                      one photo id per row
             pooled.npy, pooled.done.npy  float32 [n, C] global-average-pooled output, bool [n] row done
             spatial.npy, spatial.done.npy  float16 [n, H, W, C] full map (only for the Flatten head)
@@ -31,6 +32,7 @@ import numpy as np
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.preprocess import normalize, resize_rgb
+from hashtag.train.augment import VERSION as AUGMENT_VERSION
 from hashtag.train.augment import make_view
 from hashtag.train.progress import Progress
 
@@ -80,8 +82,8 @@ def weights_sha256(model: keras.Model) -> str:
     return h.hexdigest()
 
 
-def _ids_key(photos: Sequence[Photo]) -> str:
-    h = hashlib.sha256()
+def _ids_key(photos: Sequence[Photo], view: int) -> str:
+    h = hashlib.sha256(f"augment {AUGMENT_VERSION}\n".encode() if view else b"")
     for p in photos:
         size = p.path.stat().st_size if p.path.exists() else -1
         h.update(f"{p.photo_id}\t{p.path.name}\t{size}\n".encode())
@@ -129,7 +131,7 @@ class FeatureCache:
 
     def group_dir(self, split: str, photos: Sequence[Photo], view: int) -> Path:
         """The folder holding rows of ``photos`` (the whole split, in order) for augmented view ``view``."""
-        return self.root / f"{split}-v{view}-{_ids_key(photos)}"
+        return self.root / f"{split}-v{view}-{_ids_key(photos, view)}"
 
     def _shape(self, kind: str, n: int) -> tuple[tuple[int, ...], str]:
         h, w, c = self.backbone.feature_shape

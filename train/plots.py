@@ -64,6 +64,6 @@ def plot_ap_bars(ap: Mapping[str, Mapping[str, float | None]], tags: Sequence[st
         ax.bar(x + (i - (len(ap) - 1) / 2) * width, values, width, label=name)
     ax.set_xticks(x, list(tags), rotation=30, ha="right")
     ax.set(title=title, ylabel="average precision", ylim=(0, 1.05))
-    ax.legend(fontsize="small", ncols=min(len(ap), 4), loc="lower right")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize="small", ncols=len(ap), loc="outside upper right")
     fig.savefig(path, dpi=100)
     return path

@@ -23,6 +23,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.enabled = enabled and total > 0
         self._bar = None
+        self._reported = -1
         self._start = self._last = time.monotonic()
 
     def __enter__(self) -> "Progress":
@@ -41,7 +42,7 @@ class Progress:
             self._line()
 
     def _line(self) -> None:
-        self._last = time.monotonic()
+        self._last, self._reported = time.monotonic(), self.done
         elapsed = self._last - self._start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
@@ -52,5 +53,5 @@ class Progress:
                  tb: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.__exit__(exc_type, exc, tb)
-        elif self.enabled and self.closing_line:
+        elif self.enabled and self.closing_line and self._reported != self.done:
             self._line()

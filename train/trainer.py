@@ -42,6 +42,7 @@ from hashtag.train.progress import Progress
 
 RUN_VERSION = 1
 DEFAULT_MODELS = ("vgg16", "inceptionv3", "xception")
+DEFAULT_LOSSES = ("bce", "weighted", "asl")  # focal trailed both on a 600-photo VGG16 probe; --losses adds it
 ASSEMBLY_TOLERANCE = 0.02  # max |p_full - p_head| on a few val photos; float16 spatial caches differ slightly
 ASSEMBLY_PHOTOS = 4
 
@@ -53,7 +54,7 @@ class TrainConfig:
     models: tuple[str, ...] = DEFAULT_MODELS
     input_sizes: Mapping[str, int] = field(default_factory=dict)  # default: each backbone's native size
     heads: tuple[str, ...] = tuple(HEADS)
-    losses: tuple[str, ...] = LOSS_NAMES
+    losses: tuple[str, ...] = DEFAULT_LOSSES
     augment: int = 1  # augmented views per training photo, compared against none
     epochs: int = 40
     patience: int = 6
@@ -363,7 +364,7 @@ class Trainer:
             "input_size": size,
             "preprocessing": backbone.preprocessing.to_dict(),
             "tags": list(self.dataset.tags),
-            "weights_source": {**dict(backbone.provenance), "weights_sha256": extraction["weights_sha256"]},
+            "weights_source": {**dict(backbone.provenance), "weights_values_sha256": extraction["weights_sha256"]},
             "head": best.candidate.head.to_dict(),
             "loss": best.candidate.loss,
             "augment_views": best.candidate.views,

