@@ -1,0 +1,62 @@
+"""Score a finished bundle through the runtime on a split of photo tables, as users will run it.
+
+The model card's figures come from here, and a test recomputes them on the shipped bundle, so the card
+cannot drift from the files. Needs no TensorFlow: tables, splits and metrics are plain Python/numpy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashtag.runtime.images import load_image
+from hashtag.runtime.tagger import Tagger
+from hashtag.train.metrics import split_metrics
+from hashtag.train.progress import Progress
+from hashtag.train.splits import split_of
+from hashtag.train.tables import KeywordFilter, select
+
+
+@dataclass(frozen=True)
+class SplitPhotos:
+    """Image paths and multi-hot labels (in ``tags`` order) of one split of a tables folder."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    tags: tuple[str, ...]
+
+
+def split_photos(tables: Path, tags: tuple[str, ...], split: str = "test", min_confidence: float = 99.0) -> SplitPhotos:
+    """The photos of ``split`` (the dataset builder's hash split) with local image files, and their labels."""
+    selection = select(Path(tables), KeywordFilter(min_confidence), tags)
+    paths, labels = [], []
+    for photo in selection.photos:
+        if split_of(photo.photo_id) != split or "://" in photo.source:
+            continue
+        paths.append(Path(tables) / photo.source)
+        labels.append(selection.labels(photo.photo_id))
+    return SplitPhotos(paths, np.asarray(labels, dtype=np.int64).reshape(-1, len(tags)), tags)
+
+
+def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = None, threads: int | None = None,
+                    batch_size: int = 16, progress: bool = True) -> dict[str, Any]:
+    """Metrics of each model and of the ensemble (with the manifest's thresholds) on ``photos``."""
+    tagger = Tagger(bundle, provider="cpu", precision=precision, threads=threads, batch_size=batch_size)
+    if tagger.bundle.tags != photos.tags:
+        raise ValueError(f"bundle tags {tagger.bundle.tags} differ from the photos' tags {photos.tags}")
+    per_model: dict[str, list[np.ndarray]] = {m.spec.name: [] for m in tagger.models}
+    with Progress(len(photos.paths), f"evaluating {bundle.name or bundle}", enabled=progress) as bar:
+        for start in range(0, len(photos.paths), batch_size):
+            chunk = [load_image(p) for p in photos.paths[start:start + batch_size]]
+            for name, probs in tagger.probabilities(chunk).items():
+                per_model[name].append(probs)
+            bar.update(len(chunk))
+    probs = {name: np.concatenate(parts) for name, parts in per_model.items()}
+    results = {name: split_metrics(photos.labels, p, photos.tags, tagger.model_thresholds[name])
+               for name, p in probs.items()}
+    results["ensemble"] = split_metrics(photos.labels, np.mean(list(probs.values()), axis=0), photos.tags,
+                                        tagger.thresholds)
+    results["precision"] = {m.spec.name: m.variant.precision for m in tagger.models}
+    return results
