@@ -1,17 +1,22 @@
 """Score a finished bundle through the runtime on a split of photo tables, as users will run it.
 
+    python -m hashtag.export.bundle_eval --models models --tables ../shared/corpus --json test.json
+
 The model card's figures come from here, and a test recomputes them on the shipped bundle, so the card
 cannot drift from the files. Needs no TensorFlow: tables, splits and metrics are plain Python/numpy.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 
 from hashtag.runtime.images import load_image
+from hashtag.runtime.manifest import PRECISIONS, load_bundle
 from hashtag.runtime.tagger import Tagger
 from hashtag.train.metrics import split_metrics
 from hashtag.train.progress import Progress
@@ -60,3 +65,28 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
                                         tagger.thresholds)
     results["precision"] = {m.spec.name: m.variant.precision for m in tagger.models}
     return results
+
+
+@click.command()
+@click.option("--models", "bundle_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--tables", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Tables folder with local images (e.g. ../shared/corpus).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None, help="Default: the runtime's CPU choice.")
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def main(bundle_dir: Path, tables: Path, split: str, precision: str | None, threads: int | None,
+         json_out: Path | None) -> None:
+    """Print each model's and the ensemble's mAP on a split, scored through the runtime."""
+    photos = split_photos(tables, load_bundle(bundle_dir).tags, split)
+    results = evaluate_bundle(bundle_dir, photos, precision, threads)
+    for name in [*results["precision"], "ensemble"]:
+        r = results[name]
+        click.echo(f"{name:12s} {split} mAP {r['mAP']:.4f}  micro F1 {r['micro_f1']:.4f}  "
+                   f"macro F1 {r['macro_f1']:.4f}  ({r['n_images']} photos)")
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

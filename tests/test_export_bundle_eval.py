@@ -1,0 +1,53 @@
+"""Scoring a bundle through the runtime on a split of photo tables (what the model card reports)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hashtag.export.bundle_eval import evaluate_bundle, split_photos
+from hashtag.runtime import Tagger
+from hashtag.runtime.images import load_image
+from hashtag.train.metrics import mean_average_precision
+from hashtag.train.splits import split_of
+from tinybundle import TAGS, make_photo
+
+
+def _tables(root: Path, n: int = 60) -> dict[str, set[str]]:
+    """Photos whose tags follow a rule; returns photo id -> tags, for all splits."""
+    ids = [f"p{i:03d}" for i in range(n)]
+    tags_of = {pid: {TAGS[i % len(TAGS)], TAGS[(i // 2) % len(TAGS)]} for i, pid in enumerate(ids)}
+    photos = ["photo_id\tphoto_image_url"]
+    keywords = ["photo_id\tkeyword\tai_service_1_confidence"]
+    for i, pid in enumerate(ids):
+        make_photo(root / "images" / f"{pid}.jpg", size=(48, 40), seed=i)
+        photos.append(f"{pid}\timages/{pid}.jpg")
+        keywords += [f"{pid}\t{t.upper()}\t100" for t in tags_of[pid]] + [f"{pid}\tsea\t50"]
+    (root / "photos.tsv000").write_text("\n".join(photos) + "\n")
+    (root / "keywords.tsv000").write_text("\n".join(keywords) + "\n")
+    return tags_of
+
+
+def test_split_photos_and_metrics_match_a_direct_computation(tmp_path: Path, tiny_bundle: Path) -> None:
+    tags_of = _tables(tmp_path)
+    photos = split_photos(tmp_path, TAGS, "test")
+    expected_ids = sorted(pid for pid in tags_of if split_of(pid) == "test")
+    assert sorted(p.stem for p in photos.paths) == expected_ids and expected_ids
+    for path, row in zip(photos.paths, photos.labels):
+        assert {t for t, v in zip(TAGS, row) if v} == tags_of[path.stem]  # the 50-confidence 'sea' is dropped
+    results = evaluate_bundle(tiny_bundle, photos, precision="fp32", batch_size=4, progress=False)
+    tagger = Tagger(tiny_bundle, provider="cpu", precision="fp32")
+    probs = tagger.probabilities([load_image(p) for p in photos.paths])
+    for name, p in probs.items():
+        assert results[name]["mAP"] == pytest.approx(mean_average_precision(photos.labels, p), abs=1e-9)
+    ensemble = np.mean(list(probs.values()), axis=0)
+    assert results["ensemble"]["mAP"] == pytest.approx(mean_average_precision(photos.labels, ensemble), abs=1e-9)
+    assert results["precision"] == {"vgg16": "fp32", "inceptionv3": "fp32", "xception": "fp32"}
+
+
+def test_tag_mismatch_is_refused(tmp_path: Path, tiny_bundle: Path) -> None:
+    _tables(tmp_path, 10)
+    photos = split_photos(tmp_path, ("animal", "nature"), "train")
+    with pytest.raises(ValueError, match="differ"):
+        evaluate_bundle(tiny_bundle, photos, progress=False)
