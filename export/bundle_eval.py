@@ -61,7 +61,7 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
     probs = {name: np.concatenate(parts) for name, parts in per_model.items()}
     results = {name: split_metrics(photos.labels, p, photos.tags, tagger.model_thresholds[name])
                for name, p in probs.items()}
-    results["ensemble"] = split_metrics(photos.labels, np.mean(list(probs.values()), axis=0), photos.tags,
+    results["ensemble"] = split_metrics(photos.labels, tagger.ensemble(probs), photos.tags,
                                         tagger.thresholds)
     results["precision"] = {m.spec.name: m.variant.precision for m in tagger.models}
     return results

@@ -204,13 +204,17 @@ class Tagger:
         return {name: np.concatenate(parts) if parts else np.zeros((0, len(self.bundle.tags)), np.float32)
                 for name, parts in results.items()}
 
+    def ensemble(self, per_model: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The ensemble's probabilities from ``probabilities()``' output: the mean over models."""
+        return np.mean(np.stack(list(per_model.values())), axis=0)
+
     def predict_images(self, images: Sequence[Image.Image], names: Sequence[str] | None = None) -> list[Prediction]:
         """Predict for decoded RGB images (see ``hashtag.runtime.images.load_image``)."""
         names = list(names) if names is not None else [f"image-{i}" for i in range(len(images))]
         if len(names) != len(images):
             raise ValueError("names and images differ in length")
         per_model = self.probabilities(images)
-        ensemble = np.mean(np.stack(list(per_model.values())), axis=0) if per_model else None
+        ensemble = self.ensemble(per_model)
         tags = self.bundle.tags
         predictions = []
         for i, name in enumerate(names):
