@@ -7,24 +7,21 @@ session needs. The runtime turns spinning off by default; this measures that cho
 """
 from __future__ import annotations
 
-import time
+import math
 from pathlib import Path
 
 import click
 
 from hashtag.benchmarks.photos import synthetic_photo
+from hashtag.benchmarks.runner import time_calls
 from hashtag.benchmarks.stats import Summary, best_round, median_of_rounds, round_ratios
 from hashtag.runtime.cli import default_bundle
 from hashtag.runtime.tagger import Tagger
 
 
 def _timed_calls(tagger: Tagger, images: list, runs: int) -> list[float]:
-    samples = []
-    for i in range(runs):
-        start = time.perf_counter()
-        tagger.probabilities([images[i % len(images)]])
-        samples.append(time.perf_counter() - start)
-    return samples
+    """Seconds per batch-1 ensemble call, cycling through ``images``."""
+    return time_calls(lambda _batch, k: tagger.probabilities([images[k % len(images)]]), 1, runs, math.inf)
 
 
 @click.command()
