@@ -14,6 +14,7 @@ import click
 
 from hashtag.export.bundle import previous_files
 from hashtag.export.errors import ExportError
+from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.manifest import MANIFEST_NAME, PRECISIONS, Bundle, load_bundle
 
 
@@ -24,13 +25,14 @@ def copy_bundle(src: Path, dst: Path, precisions: Sequence[str]) -> Bundle:
         raise ExportError(f"unknown precision(s) {unknown} (known: {', '.join(PRECISIONS)})")
     source = load_bundle(src)
     manifest = json.loads((source.root / MANIFEST_NAME).read_text(encoding="utf-8"))
+    for model in manifest["models"]:  # check everything before dst is touched
+        model["variants"] = [v for v in model["variants"] if v["precision"] in precisions]
+        if not model["variants"]:
+            raise ExportError(f"model {model['name']!r} has none of {list(precisions)} in {src}")
     dst.mkdir(parents=True, exist_ok=True)
     for path in previous_files(dst):
         path.unlink(missing_ok=True)
     for model in manifest["models"]:
-        model["variants"] = [v for v in model["variants"] if v["precision"] in precisions]
-        if not model["variants"]:
-            raise ExportError(f"model {model['name']!r} has none of {list(precisions)} in {src}")
         for variant in model["variants"]:
             shutil.copyfile(source.root / variant["file"], dst / variant["file"])
     tmp = dst / (MANIFEST_NAME + ".tmp")
@@ -47,7 +49,7 @@ def main(src: Path, dst: Path, precisions: str) -> None:
     """Copy bundle SRC to DST keeping only the given precisions."""
     try:
         bundle = copy_bundle(src, dst, [p.strip() for p in precisions.split(",") if p.strip()])
-    except Exception as exc:  # HashtagError and OSError both end as one line
+    except (HashtagError, OSError) as exc:  # both end as one line
         raise click.ClickException(str(exc)) from None
     size = sum(v.path.stat().st_size for m in bundle.models for v in m.variants.values())
     click.echo(f"{dst}: {len(bundle.models)} models, {size / 1e6:.1f} MB")

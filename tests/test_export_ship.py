@@ -7,7 +7,7 @@ import pytest
 
 from hashtag.export.errors import ExportError
 from hashtag.export.ship import copy_bundle
-from hashtag.runtime import Tagger
+from hashtag.runtime import Tagger, load_bundle
 
 
 def test_keeps_only_int8_and_still_runs(tiny_bundle: Path, tmp_path: Path, photos: list[Path]) -> None:
@@ -26,6 +26,7 @@ def test_replaces_an_older_bundle_and_refuses_missing_precisions(tiny_bundle: Pa
     copy_bundle(tiny_bundle, out, ["fp32"])
     assert not list(out.glob("*.int8.onnx"))
     with pytest.raises(ExportError, match="has none of"):
-        copy_bundle(tiny_bundle, tmp_path / "x", ["fp16"])
+        copy_bundle(tiny_bundle, out, ["fp16"])
+    assert all(set(m.variants) == {"fp32"} for m in load_bundle(out).models)  # a refused copy loses nothing
     with pytest.raises(ExportError, match="unknown precision"):
         copy_bundle(tiny_bundle, tmp_path / "y", ["int4"])
