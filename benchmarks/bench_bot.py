@@ -1,9 +1,9 @@
 """Load benchmark of the Telegram bot: N simulated users send photos through the loopback fake Bot API.
 
-    python -m hashtag.benchmarks.bench_bot [--models DIR] [--users 1,10,50] [--seconds 15] [--json out.json]
+    python -m hashtag.benchmarks.bench_bot [--bundle DIR] [--users 1,10,50] [--seconds 15] [--json out.json]
 
 The real ``hashtag bot`` process serves the users (long polling, as deployed); this process plays the Bot
-API server (hashtag.bot.fake_api) and the users, each sending a photo and waiting for the reply before
+API server (hashtag.benchmarks.fake_bot_api) and the users, each sending a photo and waiting for the reply before
 the next (closed loop). Reported per user count: replies/s and reply latency p50/p95 (photo sent ->
 reply received), next to the runtime's own ensemble latency and throughput measured in this same run
 (right before and after each level, same photos, same worker and thread settings: the machine may be
@@ -34,9 +34,9 @@ import numpy as np
 
 from hashtag.benchmarks.photos import synthetic_photo
 from hashtag.bot.config import default_workers
-from hashtag.bot.fake_api import FakeBotApi
+from hashtag.benchmarks.fake_bot_api import FakeBotApi
 from hashtag.bot.replies import prediction_text
-from hashtag.runtime.cli import default_bundle
+from hashtag.models import default_bundle
 from hashtag.runtime.tagger import Tagger
 
 TARGET_LATENCY_RATIO = 1.3
@@ -141,7 +141,7 @@ def start_bot(api_url: str, bundle: Path, provider: str, workers: int, threads: 
               log: Path) -> subprocess.Popen:
     """The real bot process (``python -m hashtag.bot`` = ``hashtag bot``) pointed at the fake server."""
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": api_url}
-    cmd = [sys.executable, "-m", "hashtag.bot", "--models", str(bundle), "--provider", provider,
+    cmd = [sys.executable, "-m", "hashtag.bot", "--bundle", str(bundle), "--provider", provider,
            "--workers", str(workers), "--log-level", "warning"]
     if threads:
         cmd += ["--threads", str(threads)]
@@ -254,7 +254,7 @@ def _size(text: str) -> tuple[int, int]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hashtag.benchmarks.bench_bot",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", type=Path, default=None, help="model bundle (default: the shipped one)")
+    parser.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped one)")
     parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--users", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50],
                         help="comma-separated user counts (default 1,10,50)")
@@ -271,7 +271,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    bundle = args.models or default_bundle()
+    bundle = args.bundle or default_bundle()
     workers = args.workers or default_workers()
     photos = make_photos(args.size)
     tagger = Tagger(bundle, provider=args.provider, threads=args.threads)

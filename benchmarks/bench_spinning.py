@@ -3,7 +3,7 @@
 Why: three sessions share the cores; a spinning idle pool of one session can steal the cores the next
 session needs. The runtime turns spinning off by default; this measures that choice on the real bundle.
 
-    python -m hashtag.benchmarks.bench_spinning [--models DIR] [--rounds 5] [--runs 10] [--threads N]
+    python -m hashtag.benchmarks.bench_spinning [--bundle DIR] [--rounds 5] [--runs 10] [--threads N]
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import click
 from hashtag.benchmarks.photos import synthetic_photo
 from hashtag.benchmarks.runner import time_calls
 from hashtag.benchmarks.stats import Summary, best_round, median_of_rounds, round_ratios
-from hashtag.runtime.cli import default_bundle
+from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
 from hashtag.runtime.tagger import Tagger
 
 
@@ -25,13 +25,14 @@ def _timed_calls(tagger: Tagger, images: list, runs: int) -> list[float]:
 
 
 @click.command()
-@click.option("--models", "bundle_dir", type=click.Path(path_type=Path), default=None)
+@bundle_option
+@deprecated_models_dir_option
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None)
-def main(bundle_dir: Path | None, rounds: int, runs: int, threads: int | None) -> None:
+def main(bundle_dir: Path | None, models_arg: str | None, rounds: int, runs: int, threads: int | None) -> None:
     """Print batch-1 ensemble p50 with spinning off and on, per round, and their ratio."""
-    bundle = bundle_dir or default_bundle()
+    bundle = resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0]
     taggers = {s: Tagger(bundle, provider="cpu", threads=threads, spinning=s) for s in (False, True)}
     images = [synthetic_photo(640, 480, seed) for seed in range(4)]
     p50: dict[bool, list[float]] = {False: [], True: []}

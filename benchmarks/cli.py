@@ -14,6 +14,7 @@ from hashtag.benchmarks.runner import BenchConfig, run_benchmark
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.images import IMAGE_SUFFIXES, find_images
 from hashtag.runtime.manifest import PRECISIONS
+from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
 from hashtag.runtime.providers import PROVIDER_CHOICES
 
 SYNTHETIC = {"count": 8, "size": (1280, 960)}
@@ -52,8 +53,8 @@ def _progress(message: str) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--models", "bundle_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Model bundle folder (default: the bundle shipped with hashtag).")
+@bundle_option
+@deprecated_models_dir_option
 @click.option("--images", "images_dir", type=click.Path(path_type=Path, exists=True), default=None,
               help="Folder of photos (searched recursively, sorted); default: synthetic photos.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -78,7 +79,7 @@ def _progress(message: str) -> None:
 @click.option("--skip-e2e", is_flag=True, help="Do not time the `hashtag predict` subprocesses.")
 @click.option("--quick", is_flag=True, help="A short smoke run (fewer rounds, runs and smaller photos).")
 def bench(
-    bundle_dir: Path | None, images_dir: Path | None, out_dir: Path | None, provider: str,
+    bundle_dir: Path | None, models_arg: str | None, images_dir: Path | None, out_dir: Path | None, provider: str,
     precisions: tuple[str, ...], threads: int | None, rounds: int | None, runs: int | None, budget_s: float | None,
     warmup: int | None, batch_sizes: tuple[int, ...], keras_run: Path | None, e2e_images: int, skip_e2e: bool,
     quick: bool,
@@ -88,8 +89,6 @@ def bench(
     Prints a table and a summary (INT8/FP32 and INT8/Keras ensemble latency ratios, `hashtag predict`
     cold start); with --out also writes JSON, CSV and a PNG plot.
     """
-    from hashtag.runtime.cli import default_bundle
-
     preset = QUICK if quick else DEFAULTS
     given = {"rounds": rounds, "runs": runs, "warmup": warmup, "budget_s": budget_s}
     settings = {**preset, **{k: v for k, v in given.items() if v is not None}}
@@ -97,7 +96,7 @@ def bench(
         images, images_meta = _images(images_dir, quick, Path(tmp))
         try:
             config = BenchConfig(
-                bundle=bundle_dir or default_bundle(), images=images, provider=provider,
+                bundle=resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0], images=images, provider=provider,
                 precisions=precisions or PRECISIONS, threads=threads, batch_sizes=batch_sizes, keras_run=keras_run,
                 e2e_images=e2e_images, e2e=not skip_e2e, **settings,
             )

@@ -94,12 +94,12 @@ def measure_cli(
 ) -> dict[str, Any]:
     """Time `hashtag models`, `hashtag predict IMG` and `hashtag predict IMG x many` ``repeats`` times each."""
     base = hashtag_command()
-    predict = [*base, "predict", "--models", str(bundle), "--provider", provider]
+    predict = [*base, "predict", "--bundle", str(bundle), "--provider", provider]
     if threads:
         predict += ["--threads", str(threads)]
     many_images = [str(images[i % len(images)]) for i in range(many)]
     commands = {
-        "startup": [*base, "models", "--models", str(bundle)],
+        "startup": [*base, "models", "--bundle", str(bundle)],
         "predict_1": [*predict, str(images[0])],
         f"predict_{many}": [*predict, *many_images],
     }

@@ -13,8 +13,8 @@ from hashtag.bot.config import (
     DEFAULT_API_URL, TOKEN_ENV, BotConfig, ConfigError, WebhookConfig, default_workers, read_token,
 )
 from hashtag.bot.logs import configure_logging
-from hashtag.runtime.cli import default_bundle
 from hashtag.runtime.errors import HashtagError
+from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
 from hashtag.runtime.providers import PROVIDER_CHOICES
 from hashtag.runtime.tagger import Tagger
 
@@ -28,8 +28,8 @@ WEBHOOK_ONLY = ("listen", "port", "secret_token")
               help=f"File holding the bot token (default: ${TOKEN_ENV}).")
 @click.option("--api-url", envvar="TELEGRAM_API_URL", default=DEFAULT_API_URL, show_default=True,
               help="Bot API server; set it for a self-hosted one (env TELEGRAM_API_URL).")
-@click.option("--models", "bundle_dir", type=click.Path(path_type=Path), default=None,
-              help="Model bundle folder (default: the bundle shipped with hashtag).")
+@bundle_option
+@deprecated_models_dir_option
 @click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Images tagged at the same time (default: one per CPU).")
@@ -44,7 +44,8 @@ WEBHOOK_ONLY = ("listen", "port", "secret_token")
 @click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="info", show_default=True)
 @click.pass_context
 def bot(
-    ctx: click.Context, token_file: Path | None, api_url: str, bundle_dir: Path | None, provider: str,
+    ctx: click.Context, token_file: Path | None, api_url: str, bundle_dir: Path | None, models_arg: str | None,
+    provider: str,
     workers: int | None, threads: int | None, webhook_url: str | None, listen: str, port: int,
     secret_token: str | None, log_level: str,
 ) -> None:
@@ -55,7 +56,7 @@ def bot(
             raise click.UsageError(f"--{given[0].replace('_', '-')} needs --webhook-url")
     try:
         webhook = WebhookConfig(webhook_url, listen, port, secret_token) if webhook_url else None
-        config = BotConfig(token=read_token(token_file), models=bundle_dir or default_bundle(), api_url=api_url,
+        config = BotConfig(token=read_token(token_file), models=resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0], api_url=api_url,
                            provider=provider, workers=workers or default_workers(), threads=threads,
                            webhook=webhook)
     except ConfigError as exc:

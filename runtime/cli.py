@@ -1,10 +1,9 @@
 """The ``hashtag`` command: ``predict`` and ``models`` here; the other subcommands load from their extras."""
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import sys
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -13,67 +12,51 @@ import click
 from hashtag.runtime.errors import HashtagError, ImageError
 from hashtag.runtime.images import describe, find_images, load_image
 from hashtag.runtime.manifest import PRECISIONS, load_bundle
+from hashtag.runtime.options import bundle_option, models_option, resolve_bundle
 from hashtag.runtime.providers import PROVIDER_CHOICES, available_providers
+from hashtag.runtime.tagger import DEFAULT_BATCH_SIZE, Tagger
 
-# name -> (module:attribute, extra that provides its dependencies, one-line help)
-LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "data": ("hashtag.train.data_cli:data", "train", "Build a training set from Unsplash Lite tables."),
-    "train": ("hashtag.train.train_cli:train", "train", "Train the model heads on cached backbone features."),
-    "evaluate": ("hashtag.train.train_cli:evaluate", "train", "Evaluate trained models: metrics, plots, report."),
-    "export": ("hashtag.export.cli:export", "train", "Export trained Keras models to an ONNX bundle."),
-    "bot": ("hashtag.bot.cli:bot", "bot", "Run the Telegram bot."),
-    "bench": ("hashtag.benchmarks.cli:bench", "bench", "Benchmark the runtime's latency and throughput."),
-}
+COMMAND_GROUP = "hashtag.commands"  # entry points of the packages that add subcommands (see setup.cfg)
 PROGRESS_MIN_IMAGES = 5
 
 
-def default_bundle() -> Path:
-    """The bundle shipped in models/, or $HASHTAG_MODELS when set."""
-    from hashtag.models import DEFAULT_BUNDLE
-
-    return Path(os.environ.get("HASHTAG_MODELS", DEFAULT_BUNDLE))
+def _plugin_commands() -> dict[str, EntryPoint]:
+    """Subcommands other packages register: this layer does not need to know its users."""
+    return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
 
 
-class LazyGroup(click.Group):
-    """A click group whose heavy subcommands are imported only when invoked, so `predict` stays light."""
+class PluginGroup(click.Group):
+    """A click group that adds the registered subcommands, imported only when used so `predict` stays light."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+        return sorted({*super().list_commands(ctx), *_plugin_commands()})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in LAZY_COMMANDS:
-            target, extra, help_text = LAZY_COMMANDS[name]
-            module_name, attr = target.split(":")
-            try:
-                return getattr(importlib.import_module(module_name), attr)
-            except ImportError as exc:
-                if (exc.name or "").startswith("hashtag."):
-                    raise
-                return _missing_extra_command(name, extra, help_text, exc)
-        return super().get_command(ctx, name)
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """List commands without importing the lazy ones (their imports may pull in tensorflow)."""
-        rows = [(n, LAZY_COMMANDS[n][2] if n in LAZY_COMMANDS else (self.commands[n].get_short_help_str(60)))
-                for n in self.list_commands(ctx)]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
+        plugin = _plugin_commands().get(name)
+        if name in self.commands or plugin is None:
+            return super().get_command(ctx, name)
+        try:
+            return plugin.load()
+        except ImportError as exc:
+            if (exc.name or "").startswith("hashtag."):
+                raise
+            return _missing_extra_command(name, plugin.extras, exc)
 
 
-def _missing_extra_command(name: str, extra: str, help_text: str, exc: ImportError) -> click.Command:
+def _missing_extra_command(name: str, extras: list[str], exc: ImportError) -> click.Command:
     """A stand-in that says which extra to install, exit code 2."""
+    hint = f"pip install 'hashtag[{','.join(extras)}]'" if extras else "reinstall hashtag"
 
-    @click.command(name, help=help_text, context_settings={"ignore_unknown_options": True})
+    @click.command(name, help=f"(not installed: {hint})", context_settings={"ignore_unknown_options": True})
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def missing(args: tuple[str, ...]) -> None:
-        hint = f"pip install 'hashtag[{extra}]'" if extra else "reinstall hashtag"
         click.echo(f"Error: 'hashtag {name}' needs {exc.name or exc}; install it with: {hint}", err=True)
         sys.exit(2)
 
     return missing
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Suggest hashtags for photos with an ensemble of ONNX image taggers."""
 
@@ -94,30 +77,28 @@ def _scores_line(scores: dict[str, float], hashtags: list[str]) -> str:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--models", "bundle_dir", type=click.Path(path_type=Path), default=None,
-              help="Model bundle folder (default: the bundle shipped with hashtag).")
+@bundle_option
+@models_option
 @click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Force a precision (default: int8 on CPU, fp16 on CUDA).")
-@click.option("--model", "model_names", multiple=True, help="Use only this model (repeatable; default: all).")
+@click.option("--model", "model_names", multiple=True, hidden=True, help="Same as --models, one name at a time.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="At most this many hashtags per image.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="One threshold for every tag instead of the tuned per-tag thresholds.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads per model.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output, one object per image.")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each model's own suggestions with scores.")
 def predict(
-    paths: Sequence[Path], bundle_dir: Path | None, provider: str, precision: str | None,
+    paths: Sequence[Path], bundle_dir: Path | None, models_arg: str | None, provider: str, precision: str | None,
     model_names: Sequence[str], top_k: int | None, threshold: float | None, threads: int | None,
     batch_size: int, as_json: bool, verbose: bool,
 ) -> None:
     """Suggest hashtags for image files and folders of images (searched recursively)."""
-    from hashtag.runtime.tagger import Tagger
-
+    bundle, names = resolve_bundle(bundle_dir, models_arg)
     try:
-        tagger = Tagger(bundle_dir or default_bundle(), provider=provider, threads=threads,
-                        models=model_names or None, precision=precision, threshold=threshold,
+        tagger = Tagger(bundle, provider=provider, threads=threads, models=[*(names or ()), *model_names] or None, precision=precision, threshold=threshold,
                         top_k=top_k, batch_size=batch_size)
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
@@ -158,12 +139,12 @@ def predict(
 
 
 @main.command("models")
-@click.option("--models", "bundle_dir", type=click.Path(path_type=Path), default=None,
-              help="Model bundle folder (default: the bundle shipped with hashtag).")
-def models_command(bundle_dir: Path | None) -> None:
+@bundle_option
+@click.option("--models", "models_arg", default=None, hidden=True)
+def models_command(bundle_dir: Path | None, models_arg: str | None) -> None:
     """List the bundle's models, files, precisions, tags and thresholds, and this machine's providers."""
     try:
-        bundle = load_bundle(bundle_dir or default_bundle())
+        bundle = load_bundle(resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0])
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"bundle: {bundle.root}")

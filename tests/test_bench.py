@@ -34,7 +34,7 @@ def bench(*args: str) -> tuple[int, str, str]:
 def quick_run(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
     """One full --quick run (with the `hashtag predict` subprocesses), shared by the tests below."""
     out = tmp_path_factory.mktemp("bench")
-    code, stdout, stderr = bench("--models", str(tiny_bundle), "--quick", "--threads", "1", "--e2e-images", "20",
+    code, stdout, stderr = bench("--bundle", str(tiny_bundle), "--quick", "--threads", "1", "--e2e-images", "20",
                                  "--out", str(out))
     assert code == 0, stderr
     return json.loads((out / "bench.json").read_text()), out, stdout
@@ -134,7 +134,7 @@ def test_summary_and_end_to_end(quick_run) -> None:  # noqa: ANN001
 
 
 def test_folder_of_images_precision_filter_and_batches(tiny_bundle: Path, photos: list[Path], tmp_path: Path) -> None:
-    code, stdout, stderr = bench("--models", str(tiny_bundle), "--images", str(photos[0].parent), "--quick",
+    code, stdout, stderr = bench("--bundle", str(tiny_bundle), "--images", str(photos[0].parent), "--quick",
                                  "--precision", "int8", "--batch-sizes", "4,1", "--skip-e2e", "--out", str(tmp_path))
     assert code == 0, stderr
     result = json.loads((tmp_path / "bench.json").read_text())
@@ -152,18 +152,18 @@ def test_folder_of_images_precision_filter_and_batches(tiny_bundle: Path, photos
     (["--rounds", "0"], "--rounds"),
 ])
 def test_bad_options_are_usage_errors(tiny_bundle: Path, args: list[str], message: str) -> None:
-    code, _, stderr = bench("--models", str(tiny_bundle), *args)
+    code, _, stderr = bench("--bundle", str(tiny_bundle), *args)
     assert code == 2 and message in stderr
 
 
 def test_missing_bundle_is_one_line_error(tmp_path: Path) -> None:
-    code, _, stderr = bench("--models", str(tmp_path / "nope"), "--quick", "--skip-e2e")
+    code, _, stderr = bench("--bundle", str(tmp_path / "nope"), "--quick", "--skip-e2e")
     assert code == 1 and "no model bundle" in stderr
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="CUDA build")
 def test_cuda_request_without_cuda_fails_clearly(tiny_bundle: Path) -> None:
-    code, _, stderr = bench("--models", str(tiny_bundle), "--provider", "cuda", "--quick", "--skip-e2e")
+    code, _, stderr = bench("--bundle", str(tiny_bundle), "--provider", "cuda", "--quick", "--skip-e2e")
     assert code == 1 and "CUDA" in stderr
 
 
@@ -171,7 +171,7 @@ def test_help_from_the_installed_command() -> None:
     proc = subprocess.run([sys.executable, "-c", "from hashtag.runtime.cli import main; main()", "bench", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for option in ("--models", "--images", "--threads", "--rounds", "--runs", "--batch-sizes", "--out",
+    for option in ("--bundle", "--images", "--threads", "--rounds", "--runs", "--batch-sizes", "--out",
                    "--provider", "--quick", "--keras-run"):
         assert option in proc.stdout
 
@@ -201,7 +201,7 @@ def make_keras_run(run: Path) -> Path:
 def test_keras_comparison(tiny_bundle: Path, tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     run = make_keras_run(tmp_path / "run")
-    code, stdout, stderr = bench("--models", str(tiny_bundle), "--quick", "--threads", "1", "--skip-e2e",
+    code, stdout, stderr = bench("--bundle", str(tiny_bundle), "--quick", "--threads", "1", "--skip-e2e",
                                  "--precision", "int8", "--batch-sizes", "1,4", "--keras-run", str(run),
                                  "--out", str(tmp_path / "out"))
     assert code == 0, stderr
@@ -215,5 +215,5 @@ def test_keras_comparison(tiny_bundle: Path, tmp_path: Path) -> None:
 
 
 def test_keras_run_without_models_is_an_error(tiny_bundle: Path, tmp_path: Path) -> None:
-    code, _, stderr = bench("--models", str(tiny_bundle), "--quick", "--skip-e2e", "--keras-run", str(tmp_path))
+    code, _, stderr = bench("--bundle", str(tiny_bundle), "--quick", "--skip-e2e", "--keras-run", str(tmp_path))
     assert code == 1 and "model.keras" in stderr

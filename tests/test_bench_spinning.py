@@ -10,7 +10,7 @@ from hashtag.benchmarks.bench_spinning import main
 
 
 def test_reports_both_variants_and_ratio(tiny_bundle: Path) -> None:
-    result = CliRunner().invoke(main, ["--models", str(tiny_bundle), "--rounds", "2", "--runs", "3"])
+    result = CliRunner().invoke(main, ["--bundle", str(tiny_bundle), "--rounds", "2", "--runs", "3"])
     assert result.exit_code == 0, result.output
     off = re.search(r"spinning off: p50 per round \(ms\) ([0-9.]+) ([0-9.]+) \|", result.output)
     on = re.search(r"spinning on : p50 per round \(ms\) ([0-9.]+) ([0-9.]+) \|", result.output)

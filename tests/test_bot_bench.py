@@ -10,7 +10,7 @@ from pathlib import Path
 def test_bench_bot_runs_and_reports_each_level(tiny_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "hashtag.benchmarks.bench_bot", "--models", str(tiny_bundle), "--provider", "cpu",
+        [sys.executable, "-m", "hashtag.benchmarks.bench_bot", "--bundle", str(tiny_bundle), "--provider", "cpu",
          "--users", "1,3", "--seconds", "1", "--size", "320x240", "--json", str(out)],
         capture_output=True, text=True, timeout=120,
     )

@@ -16,7 +16,7 @@ from telegram.ext import Application
 from hashtag.bot import replies
 from hashtag.bot.app import ALLOWED_UPDATES, build_application
 from hashtag.bot.config import BotConfig
-from hashtag.bot.fake_api import FakeBotApi
+from hashtag.benchmarks.fake_bot_api import FakeBotApi
 from hashtag.runtime import Tagger
 from tinybundle import make_photo
 

@@ -9,7 +9,7 @@ import pytest
 from telegram import Bot
 from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError
 
-from hashtag.bot.fake_api import FakeBotApi
+from hashtag.benchmarks.fake_bot_api import FakeBotApi
 
 TOKEN = "42:FAKE-api_token"
 

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from hashtag.bot import replies
-from hashtag.bot.fake_api import SECRET_HEADER, FakeBotApi
+from hashtag.benchmarks.fake_bot_api import SECRET_HEADER, FakeBotApi
 from hashtag.runtime import Tagger
 from tinybundle import make_photo
 
@@ -105,7 +105,7 @@ def test_bot_process_answers_a_photo_and_stops_on_sigint_after_finishing_it(tiny
         assert await bot.wait_exit() == 0, bot.output()
         assert (await api.reply_to(in_flight, 0.1))["text"] == expected  # sent before the process exited
 
-    bot = run_with_bot(tmp_path, ["--models", str(tiny_bundle), "--provider", "cpu", "--log-level", "debug"], body)
+    bot = run_with_bot(tmp_path, ["--bundle", str(tiny_bundle), "--provider", "cpu", "--log-level", "debug"], body)
     output = bot.output()
     assert "getUpdates" in output and "is up (long polling" in output  # debug logs did mention the API URLs
     assert "handling update" in output and "Traceback" in output  # the error handler logged the failure
@@ -134,7 +134,7 @@ def test_webhook_mode_takes_updates_with_the_secret_and_rejects_others(tiny_bund
         assert len(api.sent) == 1  # nothing answered the forged update
         assert not api.calls("getUpdates")
 
-    bot = run_with_bot(tmp_path, ["--models", str(tiny_bundle), "--provider", "cpu", "--webhook-url", hook,
+    bot = run_with_bot(tmp_path, ["--bundle", str(tiny_bundle), "--provider", "cpu", "--webhook-url", hook,
                                   "--listen", "127.0.0.1", "--port", str(port), "--secret-token", SECRET,
                                   "--log-level", "debug"], body)
     assert "setWebhook" in bot.output()  # PTB logged the call, parameters and all, at debug level
@@ -148,7 +148,7 @@ def test_a_rejected_token_stops_the_process_with_a_clear_error(tiny_bundle: Path
         assert await bot.wait_exit(START_TIMEOUT) == 1
         assert [r.status for r in api.calls("getMe")] == [401]
 
-    bot = run_with_bot(tmp_path, ["--models", str(tiny_bundle), "--provider", "cpu"], body, token=wrong)
+    bot = run_with_bot(tmp_path, ["--bundle", str(tiny_bundle), "--provider", "cpu"], body, token=wrong)
     assert "rejected the token" in bot.output()
     assert wrong not in bot.output()
 
@@ -158,7 +158,7 @@ def test_a_rejected_token_stops_the_process_with_a_clear_error(tiny_bundle: Path
     ([], {"TELEGRAM_BOT_TOKEN": "not a token"}, "does not hold a bot token"),
     (["--token-file", "missing.txt"], {}, "cannot read the token file"),
     ([], {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": "ftp://example"}, "--api-url must be an http(s) URL"),
-    (["--models", "no-such-bundle"], {"TELEGRAM_BOT_TOKEN": TOKEN}, "no model bundle at no-such-bundle"),
+    (["--bundle", "no-such-bundle"], {"TELEGRAM_BOT_TOKEN": TOKEN}, "no model bundle at no-such-bundle"),
 ])
 def test_configuration_errors_exit_1_with_one_line(args: list[str], env: dict[str, str], message: str,
                                                    tmp_path: Path) -> None:
@@ -189,4 +189,4 @@ def test_token_file_is_read_and_webhook_options_need_a_webhook_url(tiny_bundle: 
         bot.proc.send_signal(signal.SIGTERM)
         assert await bot.wait_exit() == 0, bot.output()
 
-    run_with_bot(tmp_path, ["--token-file", str(token_file), "--models", str(tiny_bundle)], body, token="")
+    run_with_bot(tmp_path, ["--token-file", str(token_file), "--bundle", str(tiny_bundle)], body, token="")

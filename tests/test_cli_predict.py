@@ -25,7 +25,7 @@ class CliResult:
 
 
 def test_json_lines_schema(tiny_bundle: Path, photos: list[Path]) -> None:
-    res = run("predict", "--models", str(tiny_bundle), "--json", "--threshold", "0.3", *map(str, photos))
+    res = run("predict", "--bundle", str(tiny_bundle), "--json", "--threshold", "0.3", *map(str, photos))
     assert res.code == 0, res.err
     records = [json.loads(line) for line in res.out.splitlines()]
     assert [r["image"] for r in records] == [str(p) for p in photos]
@@ -47,7 +47,7 @@ def test_folder_recursion_and_bad_image_exit_code(tiny_bundle: Path, tmp_path: P
     make_photo(tmp_path / "sub" / "deeper" / "b.png", fmt="PNG")
     (tmp_path / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (tmp_path / "notes.txt").write_text("ignored: not an image suffix")
-    res = run("predict", "--models", str(tiny_bundle), "--json", str(tmp_path))
+    res = run("predict", "--bundle", str(tiny_bundle), "--json", str(tmp_path))
     assert res.code == 1
     records = {Path(r["image"]).name: r for r in map(json.loads, res.out.splitlines())}
     assert set(records) == {"a.jpg", "b.png", "broken.jpg"}
@@ -57,7 +57,7 @@ def test_folder_recursion_and_bad_image_exit_code(tiny_bundle: Path, tmp_path: P
 
 
 def test_human_output_and_verbose(tiny_bundle: Path, photos: list[Path]) -> None:
-    res = run("predict", "--models", str(tiny_bundle), "--threshold", "0.0", "--top-k", "2", "-v", str(photos[0]))
+    res = run("predict", "--bundle", str(tiny_bundle), "--threshold", "0.0", "--top-k", "2", "-v", str(photos[0]))
     assert res.code == 0
     lines = res.out.splitlines()
     assert lines[0].startswith(f"{photos[0]}: #") and len(lines[0].split("#")) == 3
@@ -66,8 +66,23 @@ def test_human_output_and_verbose(tiny_bundle: Path, photos: list[Path]) -> None
 
 
 def test_single_model_option(tiny_bundle: Path, photos: list[Path]) -> None:
-    res = run("predict", "--models", str(tiny_bundle), "--json", "--model", "vgg16", str(photos[0]))
+    res = run("predict", "--bundle", str(tiny_bundle), "--json", "--model", "vgg16", str(photos[0]))
     assert list(json.loads(res.out)["models"]) == ["vgg16"]
+
+
+def test_models_option_takes_names(tiny_bundle: Path, photos: list[Path]) -> None:
+    res = run("predict", "--bundle", str(tiny_bundle), "--json", "--models", "xception, vgg16", str(photos[0]))
+    assert res.code == 0, res.err
+    assert list(json.loads(res.out)["models"]) == ["xception", "vgg16"]
+
+
+def test_old_models_dir_spelling_still_works_with_a_warning(tiny_bundle: Path, photos: list[Path]) -> None:
+    res = run("predict", "--models", str(tiny_bundle), "--json", str(photos[0]))
+    assert res.code == 0, res.err
+    assert "'--models DIR' is deprecated, use '--bundle DIR'" in res.err
+    assert list(json.loads(res.out)["models"]) == ["vgg16", "inceptionv3", "xception"]
+    both = run("predict", "--models", str(tiny_bundle), "--bundle", str(tiny_bundle), str(photos[0]))
+    assert both.code == 2 and "give the bundle folder once" in both.err
 
 
 @pytest.mark.parametrize(
@@ -84,18 +99,18 @@ def test_option_errors_are_one_line(tiny_bundle: Path, photos: list[Path], args:
 
         if cuda_listed():
             pytest.skip("CUDA provider present")
-    res = run("predict", "--models", str(tiny_bundle), *args, str(photos[0]))
+    res = run("predict", "--bundle", str(tiny_bundle), *args, str(photos[0]))
     assert res.code == 1
     assert message in res.err and res.err.count("\n") == 1 and "Traceback" not in res.err
 
 
 def test_missing_bundle_and_missing_images(tmp_path: Path, tiny_bundle: Path) -> None:
-    res = run("predict", "--models", str(tmp_path / "nope"), str(tmp_path))
+    res = run("predict", "--bundle", str(tmp_path / "nope"), str(tmp_path))
     assert res.code == 1 and "no model bundle" in res.err
-    res = run("predict", "--models", str(tiny_bundle), str(tmp_path / "empty-dir-or-missing"))
+    res = run("predict", "--bundle", str(tiny_bundle), str(tmp_path / "empty-dir-or-missing"))
     assert res.code == 1 and "no such file" in res.err
     (tmp_path / "empty").mkdir()
-    res = run("predict", "--models", str(tiny_bundle), str(tmp_path / "empty"))
+    res = run("predict", "--bundle", str(tiny_bundle), str(tmp_path / "empty"))
     assert res.code == 1 and "no image files found" in res.err
 
 
@@ -106,7 +121,7 @@ def test_usage_errors_exit_2(tiny_bundle: Path, photos: list[Path]) -> None:
 
 
 def test_models_command(tiny_bundle: Path) -> None:
-    res = run("models", "--models", str(tiny_bundle))
+    res = run("models", "--bundle", str(tiny_bundle))
     assert res.code == 0
     for text in ("vgg16: input 32x32", "caffe", "xception", "int8", "fp32", "CPUExecutionProvider", "thresholds"):
         assert text in res.out
@@ -114,7 +129,7 @@ def test_models_command(tiny_bundle: Path) -> None:
 
 def test_console_script_runs(tiny_bundle: Path, photos: list[Path]) -> None:
     """The installed `hashtag` entry point itself, as a user runs it."""
-    proc = subprocess.run(["hashtag", "predict", "--models", str(tiny_bundle), "--json", str(photos[0])],
+    proc = subprocess.run(["hashtag", "predict", "--bundle", str(tiny_bundle), "--json", str(photos[0])],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["image"] == str(photos[0])

@@ -29,7 +29,7 @@ def test_import_leaves_tensorflow_out(module: str) -> None:
 def test_predict_leaves_tensorflow_out(tiny_bundle, photos) -> None:  # noqa: ANN001 - fixtures
     """Running a whole prediction through the CLI loads no tensorflow either."""
     code = (f"import sys; from hashtag.runtime.cli import main\n"
-            f"try:\n    main(['predict', '--models', {str(tiny_bundle)!r}, {str(photos[0])!r}])\n"
+            f"try:\n    main(['predict', '--bundle', {str(tiny_bundle)!r}, {str(photos[0])!r}])\n"
             f"except SystemExit as e:\n    assert not e.code, e.code\n"
             f"print('TF', any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
