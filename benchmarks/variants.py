@@ -18,6 +18,7 @@ from PIL import Image
 
 from hashtag.benchmarks.macs import count_macs
 from hashtag.benchmarks.memory import current_rss_mb
+from hashtag.runtime.ensemble import ensemble_mean
 from hashtag.runtime.errors import HashtagError, ProviderError
 from hashtag.runtime.manifest import PRECISIONS, Bundle, ModelSpec, Preprocessing
 from hashtag.runtime.preprocess import prepare_batch
@@ -117,11 +118,11 @@ def _warm(call: Call, batch_sizes: Sequence[int], warmup: int) -> None:
 
 
 def ensemble_of(members: Sequence[Variant], precision: str, provider: str) -> Variant:
-    """The ensemble variant: every member on the same images, then the mean of probabilities (as Tagger does)."""
-    calls = [m.call for m in members]
+    """The ensemble variant: every member on the same images, combined by the runtime's ensemble rule."""
+    calls = {m.model: m.call for m in members}
 
     def call(b: int, k: int) -> np.ndarray:
-        return np.mean(np.stack([c(b, k) for c in calls]), axis=0)
+        return ensemble_mean({name: c(b, k) for name, c in calls.items()})
 
     rss = [m.rss_delta_mb for m in members]
     macs = [m.macs for m in members]

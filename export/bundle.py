@@ -1,7 +1,6 @@
 """Writing the model bundle: ONNX files plus a manifest.json the runtime validates on load."""
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -21,15 +20,7 @@ from hashtag.runtime.manifest import (
     Bundle,
     load_bundle,
 )
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks (real models are tens of MB)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from hashtag.train.files import sha256_file, write_text_atomically
 
 
 def _model_metadata(result: ModelResult, run: TrainingRun, dataset_summary: dict[str, Any]) -> dict[str, Any]:
@@ -126,9 +117,7 @@ def write_bundle(out_dir: Path, run: TrainingRun, results: list[ModelResult], da
         "models": entries,
         "export": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **export_info},
     }
-    tmp = out_dir / (MANIFEST_NAME + ".tmp")
-    tmp.write_text(json.dumps(json_safe(manifest), indent=2, allow_nan=False), encoding="utf-8")
-    os.replace(tmp, out_dir / MANIFEST_NAME)
+    write_text_atomically(out_dir / MANIFEST_NAME, json.dumps(json_safe(manifest), indent=2, allow_nan=False))
     try:
         return load_bundle(out_dir)
     except BundleError as exc:

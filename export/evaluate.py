@@ -11,7 +11,7 @@ import numpy as np
 from hashtag.export.data import batches
 from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.providers import create_session
-from hashtag.train.metrics import average_precision
+from hashtag.train.metrics import mean_ap, tag_aps
 
 
 def predict(path: Path, pixels: np.ndarray, prep: Preprocessing, threads: int | None = None,
@@ -45,10 +45,8 @@ def accuracy(labels: np.ndarray, probs: np.ndarray, tags: Sequence[str]) -> Accu
     """Per-tag AP and their mean over the tags that have at least one positive."""
     if labels.shape != probs.shape or labels.shape[1] != len(tags):
         raise ValueError(f"labels {labels.shape} and probabilities {probs.shape} do not match {len(tags)} tags")
-    aps = [average_precision(labels[:, j], probs[:, j]) for j in range(len(tags))]
-    scored = [a for a in aps if not math.isnan(a)]
-    return Accuracy(float(np.mean(scored)) if scored else math.nan,
-                    {t: None if math.isnan(a) else a for t, a in zip(tags, aps)}, int(labels.shape[0]))
+    aps = tag_aps(labels, probs)
+    return Accuracy(mean_ap(aps), {t: None if math.isnan(a) else a for t, a in zip(tags, aps)}, int(labels.shape[0]))
 
 
 def map_drop(candidate: Accuracy, baseline: Accuracy) -> float:

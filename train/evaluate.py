@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from hashtag.runtime.ensemble import ensemble_mean
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.preprocess import normalize, resize_rgb
@@ -90,14 +91,14 @@ def _score(pred: Predictions, tags: Sequence[str]) -> dict[str, Any]:
 
 
 def ensemble_of(preds: Mapping[str, Predictions]) -> Predictions:
-    """Mean of the models' probabilities (what the runtime's Tagger computes); rows must match."""
+    """The runtime's ensemble of the models' probabilities, split by split; rows must match."""
     first = next(iter(preds.values()))
     for name, p in preds.items():
         for s in SPLITS:
             if not np.array_equal(p.ids[s], first.ids[s]):
                 raise ValueError(f"model {name!r} was scored on other {s} photos than the others")
     return Predictions(first.ids, first.labels,
-                       {s: np.mean([p.probs[s] for p in preds.values()], axis=0) for s in SPLITS})
+                       {s: ensemble_mean({name: p.probs[s] for name, p in preds.items()}) for s in SPLITS})
 
 
 def evaluate_run(run_dir: Path, data_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:

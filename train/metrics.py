@@ -9,7 +9,7 @@ baseline of predicting no tag at all, which scores high on sparse labels.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -74,11 +74,23 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, tags: Sequence[str]
     return {tag: best_f1_threshold(y_true[:, j], probs[:, j]) for j, tag in enumerate(tags)}
 
 
+def tag_aps(y_true: np.ndarray, probs: np.ndarray) -> list[float]:
+    """AP of every tag (column), NaN for a tag without positives."""
+    return [average_precision(y_true[:, j], probs[:, j]) for j in range(probs.shape[1])]
+
+
+def mean_ap(aps: Iterable[float]) -> float:
+    """Macro mAP of per-tag APs (``tag_aps``): the mean over tags with a positive; NaN when no tag has one.
+
+    A tag without positives has no AP (NaN); counting it as 0 would punish a model for the split's sparsity.
+    """
+    scored = [a for a in aps if not math.isnan(a)]
+    return float(np.mean(scored)) if scored else math.nan
+
+
 def mean_average_precision(y_true: np.ndarray, probs: np.ndarray) -> float:
     """Macro mAP over the tags that have at least one positive."""
-    aps = [average_precision(y_true[:, j], probs[:, j]) for j in range(probs.shape[1])]
-    aps = [a for a in aps if not math.isnan(a)]
-    return float(np.mean(aps)) if aps else math.nan
+    return mean_ap(tag_aps(y_true, probs))
 
 
 def binary_accuracy(y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
@@ -104,11 +116,11 @@ def split_metrics(
     fp = (pred & (1 - y)).sum(axis=0)
     fn = ((1 - pred) & y).sum(axis=0)
     support = y.sum(axis=0)
+    aps = tag_aps(y, p)
     per_tag: dict[str, dict[str, Any]] = {}
-    for j, tag in enumerate(tags):
+    for j, (tag, ap) in enumerate(zip(tags, aps)):
         prec = _safe_div(tp[j], tp[j] + fp[j])
         rec = _safe_div(tp[j], tp[j] + fn[j])
-        ap = average_precision(y[:, j], p[:, j])
         per_tag[tag] = {
             "ap": None if math.isnan(ap) else ap,
             "precision": prec,
@@ -118,10 +130,9 @@ def split_metrics(
             "threshold": float(t[j]),
         }
     scored = [tag for tag in tags if per_tag[tag]["support"] > 0]
-    mean_ap = float(np.mean([per_tag[tag]["ap"] for tag in scored])) if scored else math.nan
     return {
         "n_images": int(y.shape[0]),
-        "mAP": mean_ap,
+        "mAP": mean_ap(aps),
         "micro_f1": _safe_div(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()),
         "macro_f1": float(np.mean([per_tag[tag]["f1"] for tag in scored])) if scored else math.nan,
         "exact_match": float(np.mean(np.all(pred == y, axis=1))),

@@ -6,14 +6,12 @@ travels with the file when someone copies it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hashtag.train.files import atomic_path
 from hashtag.train.weights.errors import WeightsError
 
 PROVENANCE_ATTR = "hashtag_provenance"
@@ -30,28 +28,15 @@ def cached_path(name: str, source: str) -> Path:
     return cache_dir() / f"{name}_notop.{source}.weights.h5"
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary ``.weights.h5`` beside ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.weights.h5")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def store_weights(model: Any, path: Path, provenance: dict[str, Any]) -> Path:
     """Save ``model``'s weights to ``path`` atomically, with ``provenance`` embedded."""
     import h5py
 
-    def write(tmp: Path) -> None:
+    with atomic_path(path) as tmp:
         model.save_weights(tmp)
         with h5py.File(tmp, "a") as fh:
             fh.attrs[PROVENANCE_ATTR] = json.dumps(provenance, sort_keys=True)
-
-    return write_atomic(path, write)
+    return path
 
 
 def read_provenance(path: Path) -> dict[str, Any] | None:
@@ -66,12 +51,3 @@ def read_provenance(path: Path) -> dict[str, Any] | None:
     if raw is None:
         return None
     return json.loads(raw)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

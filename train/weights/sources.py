@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hashtag.train.files import sha256_file
 from hashtag.train.weights import inception_torchscript, vgg16_onnx, xception_keras
 from hashtag.train.weights.architectures import keras_application
-from hashtag.train.weights.cache import cached_path, read_provenance, sha256_file, store_weights
+from hashtag.train.weights.cache import cached_path, read_provenance, store_weights
 from hashtag.train.weights.catalog import KERAS_FILES, MAPPING_VERSION, NATIVE_SIZE, PREPROCESSING, WHEELS, check_name
 from hashtag.train.weights.errors import WeightsError
 from hashtag.train.weights.keras_download import download_keras_notop, keras_url

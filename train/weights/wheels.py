@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hashtag.train.weights.cache import sha256_file
+from hashtag.train.files import sha256_file
 from hashtag.train.weights.catalog import WheelSource
 from hashtag.train.weights.errors import WeightsError
 
