@@ -1,0 +1,123 @@
+"""Scale-out on Ray Serve: the same FastAPI app as the ingress, the tagger as N replicas with dynamic batching.
+
+Each replica loads the bundle from ``ServeConfig.bundle``: on a cluster, that path must exist on every
+node (install hashtag the same way everywhere, or point $HASHTAG_MODELS at the same folder).
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import threading
+from typing import Any, Sequence
+
+import ray
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from hashtag.runtime.manifest import load_bundle
+from hashtag.runtime.selection import Selection
+from hashtag.runtime.tagger import Tagger
+from hashtag.serve.app import create_app
+from hashtag.serve.catalog import models_document
+from hashtag.serve.config import MB, RayConfig, ServeConfig, cpu_count
+from hashtag.serve.tagging import Record, Upload, tag_uploads
+
+APP_NAME = "hashtag"
+
+
+@serve.deployment(name="tagger")
+class TaggerDeployment:
+    """One replica: a Tagger that answers single images, grouped by Ray Serve into dynamic batches."""
+
+    def __init__(self, config: ServeConfig, ray_config: RayConfig) -> None:
+        self.tagger = Tagger(config.bundle, provider=config.provider, threads=config.threads, models=config.models)
+        self.catalog = models_document(self.tagger)
+        self.tag.set_max_batch_size(ray_config.max_batch_size)
+        self.tag.set_batch_wait_timeout_s(ray_config.batch_wait_s)
+
+    @serve.batch
+    async def tag(self, items: list[tuple[Upload, Selection]]) -> list[Record]:
+        """Images of several requests, each with its own options, in one pass over the models."""
+        return await asyncio.to_thread(tag_uploads, self.tagger, items)
+
+    def info(self) -> dict[str, Any]:
+        return self.catalog
+
+
+class RayBackend:
+    """The app's backend inside the ingress replica: each image is one call to the tagger deployment."""
+
+    def __init__(self, tagger: DeploymentHandle) -> None:
+        self.tagger = tagger
+        self._catalog: dict[str, Any] | None = None
+
+    async def tag(self, uploads: Sequence[Upload], selection: Selection) -> list[Record]:
+        return list(await asyncio.gather(*(self.tagger.tag.remote((u, selection)) for u in uploads)))
+
+    async def catalog(self) -> dict[str, Any]:
+        if self._catalog is None:
+            self._catalog = await self.tagger.info.remote()
+        return self._catalog
+
+    async def close(self) -> None:
+        """Nothing to release here: Ray Serve drains and stops the replicas."""
+
+
+@serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0})
+@serve.ingress()
+class Gateway:
+    """The HTTP ingress: ``create_app`` over the tagger deployment, built inside the replica."""
+
+    def __init__(self, tagger: DeploymentHandle, config: ServeConfig) -> None:
+        self.config = config
+        self.backend = RayBackend(tagger)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return create_app(self.config, self.backend)
+
+
+def application(config: ServeConfig, ray_config: RayConfig) -> Any:
+    """The Ray Serve application: gateway -> tagger (N replicas, CPUs reserved each, batches queued)."""
+    tagger = TaggerDeployment.options(
+        num_replicas=ray_config.replicas,
+        max_ongoing_requests=2 * ray_config.max_batch_size,  # one batch running, the next one filling
+        ray_actor_options={"num_cpus": ray_config.replica_cpus},
+        graceful_shutdown_timeout_s=config.timeout_s,
+    ).bind(config, ray_config)
+    return Gateway.options(graceful_shutdown_timeout_s=config.timeout_s).bind(tagger, config)
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def serve_on_ray(config: ServeConfig, ray_config: RayConfig, log_level: str) -> None:
+    """Deploy on the cluster at ``ray_config.address`` (or a local one started here) until SIGINT/SIGTERM."""
+    bundle = load_bundle(config.bundle)  # fail fast here, not in every replica
+    for name in config.models or ():
+        bundle.model(name)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray_config.address is None:
+        ray.init(num_cpus=max(cpu_count(), math.ceil(ray_config.replicas * ray_config.replica_cpus)),
+                 include_dashboard=False, object_store_memory=ray_config.object_store_mb * MB,
+                 logging_level=log_level.upper())
+    else:
+        ray.init(address=ray_config.address, logging_level=log_level.upper())
+    try:
+        serve.start(http_options={"host": config.host, "port": config.port})
+        serve.run(application(config, ray_config), name=APP_NAME, route_prefix="/")
+        print(f"hashtag serve: Ray Serve app {APP_NAME!r} on http://{config.host}:{config.port} "
+              f"({ray_config.replicas} tagger replica(s))", flush=True)
+        _wait_for_stop()
+    finally:
+        if ray_config.address is None:
+            serve.shutdown()
+        else:
+            serve.delete(APP_NAME)
+        ray.shutdown()
