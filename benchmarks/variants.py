@@ -196,9 +196,10 @@ def load_onnx(
 
 
 def keras_model_files(run_dir: Path, bundle: Bundle) -> dict[str, Path]:
-    """``RUN/<model>/model.keras`` for the bundle's models that the training run has."""
-    files = {spec.name: run_dir / spec.name / "model.keras" for spec in bundle.models}
-    return {name: path for name, path in files.items() if path.is_file()}
+    """Where the training run keeps each of the bundle's models as Keras files (``hashtag.train.run_folder``)."""
+    from hashtag.train.run_folder import RunFolder
+
+    return {spec.name: RunFolder(run_dir).keras(spec.name) for spec in bundle.models}
 
 
 def load_keras(
@@ -210,9 +211,8 @@ def load_keras(
     Imports tensorflow here only. ``macs`` maps model name to its ONNX FP32 count (same architecture).
     """
     files = keras_model_files(run_dir, bundle)
-    if not files:
-        raise HashtagError(f"no <model>/model.keras under {run_dir} for models "
-                           f"{', '.join(s.name for s in bundle.models)}")
+    if not any(path.is_file() for path in files.values()):
+        raise HashtagError(f"none of {', '.join(str(path) for path in files.values())} exists")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the report
     try:
         import tensorflow as tf
@@ -228,8 +228,8 @@ def load_keras(
             notes.append("keras: TensorFlow was already initialised; its intra-op threads could not be set")
     members = []
     for spec in bundle.models:
-        if spec.name not in files:
-            notes.append(f"keras: {spec.name} skipped, {run_dir / spec.name / 'model.keras'} does not exist")
+        if not files[spec.name].is_file():
+            notes.append(f"keras: {spec.name} skipped, {files[spec.name]} does not exist")
             continue
         rss0 = current_rss_mb()
 

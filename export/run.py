@@ -1,7 +1,6 @@
-"""Reading a training run folder (what ``hashtag train --out RUN`` writes), validated before any work."""
+"""A training run folder (``hashtag.train.run_folder``) as export needs it, validated before any work."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -9,24 +8,15 @@ from typing import Any, Mapping, Sequence
 from hashtag.export.errors import ExportError
 from hashtag.runtime.errors import BundleError
 from hashtag.runtime.manifest import Preprocessing
-
-KERAS_NAME = "model.keras"
-MODEL_JSON = "model.json"
-RUN_JSON = "run.json"
-ENSEMBLE_JSON = "ensemble.json"
+from hashtag.train.run_folder import ENSEMBLE_JSON, MODEL_JSON, RunFolder, RunFolderError, read_json
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, or an ExportError naming the file."""
+def _read(path: Path) -> dict[str, Any]:
+    """A JSON object from a run folder file, or an ExportError naming the file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{path} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise ExportError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ExportError(f"{path} must hold a JSON object")
-    return data
+        return read_json(path)
+    except RunFolderError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _thresholds(raw: Any, tags: Sequence[str], where: str) -> dict[str, float]:
@@ -77,13 +67,12 @@ class TrainingRun:
         return mean, "mean of the exported models' thresholds"
 
 
-def _load_model(root: Path, name: str, tags: tuple[str, ...]) -> TrainedModel:
-    folder = root / name
-    keras_path = folder / KERAS_NAME
+def _load_model(folder: RunFolder, name: str, tags: tuple[str, ...]) -> TrainedModel:
+    keras_path = folder.keras(name)
     if not keras_path.is_file():
         raise ExportError(f"model {name!r}: {keras_path} does not exist")
-    info = read_json(folder / MODEL_JSON)
-    where = str(folder / MODEL_JSON)
+    info = _read(folder.model_json(name))
+    where = str(folder.model_json(name))
     size = info.get("input_size")
     if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
         raise ExportError(f"{where}: input_size must be an integer between 8 and 4096, got {size!r}")
@@ -102,20 +91,21 @@ def _load_model(root: Path, name: str, tags: tuple[str, ...]) -> TrainedModel:
 
 def load_run(root: str | Path, names: Sequence[str] | None = None) -> TrainingRun:
     """Validate RUN/run.json, RUN/ensemble.json and each selected RUN/<model>/ folder."""
-    root = Path(root)
+    folder = RunFolder(root)
+    root = folder.root
     if not root.is_dir():
         raise ExportError(f"no training run at {root}")
-    info = read_json(root / RUN_JSON)
+    info = _read(folder.run_json)
     tags = info.get("tags")
     if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and t for t in tags):
-        raise ExportError(f"{root / RUN_JSON}: tags must be a non-empty list of strings")
+        raise ExportError(f"{folder.run_json}: tags must be a non-empty list of strings")
     all_models = info.get("models")
     if not isinstance(all_models, list) or not all_models:
-        raise ExportError(f"{root / RUN_JSON}: models must be a non-empty list of names")
+        raise ExportError(f"{folder.run_json}: models must be a non-empty list of names")
     selected = list(dict.fromkeys(names)) if names else list(all_models)
     unknown = [n for n in selected if n not in all_models]
     if unknown:
         raise ExportError(f"run {root} has no model {unknown[0]!r} (has: {', '.join(all_models)})")
-    ensemble = read_json(root / ENSEMBLE_JSON) if (root / ENSEMBLE_JSON).is_file() else {}
-    models = tuple(_load_model(root, n, tuple(tags)) for n in selected)
+    ensemble = _read(folder.ensemble_json) if folder.ensemble_json.is_file() else {}
+    models = tuple(_load_model(folder, n, tuple(tags)) for n in selected)
     return TrainingRun(root, tuple(tags), models, tuple(all_models), ensemble, info)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -18,58 +17,39 @@ from hashtag.runtime.ensemble import ensemble_mean
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.preprocess import normalize, resize_rgb
+from hashtag.train.errors import TrainError
 from hashtag.train.metrics import choose_thresholds, split_metrics
 from hashtag.train.plots import plot_ap_bars, plot_history, plot_pr_curves
 from hashtag.train.progress import Progress
+from hashtag.train.run_folder import EVAL_SPLITS, Predictions, RunFolder, read_json, used_rows
 
 # What the original project reported as "accuracy" (tf.keras 2.x binary accuracy at 0.5, 224x224 inputs).
 ORIGINAL_ACCURACY = {"vgg16": 0.65, "inceptionv3": 0.80, "xception": 0.76}
 ENSEMBLE = "ensemble"
-SPLITS = ("val", "test")
 
 
-@dataclass(frozen=True)
-class Predictions:
-    """Probabilities and labels of one model on the val and test splits, rows identified by photo id."""
-
-    ids: Mapping[str, np.ndarray]
-    labels: Mapping[str, np.ndarray]
-    probs: Mapping[str, np.ndarray]
-
-    @classmethod
-    def load(cls, path: Path) -> "Predictions":
-        with np.load(path) as data:
-            return cls({s: data[f"{s}_ids"] for s in SPLITS}, {s: data[f"{s}_labels"] for s in SPLITS},
-                       {s: data[f"{s}_probs"] for s in SPLITS})
-
-    def save(self, path: Path) -> None:
-        arrays = {f"{s}_{k}": getattr(self, k)[s] for s in SPLITS for k in ("ids", "labels", "probs")}
-        np.savez_compressed(path, **arrays)
-
-
-def predict_from_photos(model_dir: Path, data_dir: Path, tags: Sequence[str], eval_limit: int | None = None,
-                        batch_size: int = 32, progress: bool = True) -> Predictions:
-    """Run ``model_dir/model.keras`` on the dataset's val and test photos with the runtime's preprocessing.
+def predict_from_photos(run: RunFolder, name: str, data_dir: Path, tags: Sequence[str],
+                        eval_limit: int | None = None, batch_size: int = 32, progress: bool = True) -> Predictions:
+    """Run the saved full model ``name`` on the dataset's val and test photos with the runtime's preprocessing.
 
     ``eval_limit`` picks the same photos as training did with that limit (hash of the photo ids).
     """
     import keras
 
     from hashtag.train.dataset import load_dataset
-    from hashtag.train.trainer import select_rows
 
-    card = json.loads((model_dir / "model.json").read_text())
+    card = read_json(run.model_json(name))
     dataset = load_dataset(data_dir)
     missing = [t for t in tags if t not in dataset.tags]
     if missing:
-        raise ValueError(f"dataset {data_dir} lacks the run's tags {missing}")
+        raise TrainError(f"dataset {data_dir} lacks the run's tags {missing}")
     columns = [dataset.tags.index(t) for t in tags]
-    model = keras.saving.load_model(model_dir / "model.keras", compile=False)
+    model = keras.saving.load_model(run.keras(name), compile=False)
     prep, size = Preprocessing.from_dict(card["preprocessing"]), int(card["input_size"])
     ids, labels, probs = {}, {}, {}
-    for split in SPLITS:
+    for split in EVAL_SPLITS:
         everything = dataset.split(split)
-        rows = select_rows([r.photo_id for r in everything], eval_limit)
+        rows = used_rows(split, [r.photo_id for r in everything], None, eval_limit)
         records = [everything[i] for i in rows]
         out = []
         with Progress(len(records), f"{card['name']} on {split} photos", enabled=progress) as bar:
@@ -87,55 +67,52 @@ def predict_from_photos(model_dir: Path, data_dir: Path, tags: Sequence[str], ev
 def _score(pred: Predictions, tags: Sequence[str]) -> dict[str, Any]:
     thresholds = choose_thresholds(pred.labels["val"], pred.probs["val"], tags)
     return {"thresholds": thresholds,
-            "metrics": {s: split_metrics(pred.labels[s], pred.probs[s], tags, thresholds) for s in SPLITS}}
+            "metrics": {s: split_metrics(pred.labels[s], pred.probs[s], tags, thresholds) for s in EVAL_SPLITS}}
 
 
 def ensemble_of(preds: Mapping[str, Predictions]) -> Predictions:
     """The runtime's ensemble of the models' probabilities, split by split; rows must match."""
     first = next(iter(preds.values()))
     for name, p in preds.items():
-        for s in SPLITS:
+        for s in EVAL_SPLITS:
             if not np.array_equal(p.ids[s], first.ids[s]):
-                raise ValueError(f"model {name!r} was scored on other {s} photos than the others")
+                raise TrainError(f"model {name!r} was scored on other {s} photos than the others")
     return Predictions(first.ids, first.labels,
-                       {s: ensemble_mean({name: p.probs[s] for name, p in preds.items()}) for s in SPLITS})
+                       {s: ensemble_mean({name: p.probs[s] for name, p in preds.items()}) for s in EVAL_SPLITS})
 
 
 def evaluate_run(run_dir: Path, data_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Score every model and the ensemble; update model.json, write ensemble.json, plots and report.md."""
-    run_dir = Path(run_dir)
-    run = json.loads((run_dir / "run.json").read_text())
+    folder = RunFolder(run_dir)
+    run = read_json(folder.run_json)
     tags = run["tags"]
     preds: dict[str, Predictions] = {}
     for name in run["models"]:
         if data_dir is not None:
-            preds[name] = predict_from_photos(run_dir / name, Path(data_dir), tags, run["config"].get("eval_limit"),
+            preds[name] = predict_from_photos(folder, name, Path(data_dir), tags, run["config"].get("eval_limit"),
                                               progress=progress)
-            preds[name].save(run_dir / name / "predictions.npz")
+            preds[name].save(folder.predictions(name))
         else:
-            preds[name] = Predictions.load(run_dir / name / "predictions.npz")
+            preds[name] = Predictions.load(folder.predictions(name))
     preds[ENSEMBLE] = ensemble_of(preds)
     scores = {name: _score(p, tags) for name, p in preds.items()}
     source = f"full models on photos of {Path(data_dir).resolve()}" if data_dir else "heads on cached features"
     for name in run["models"]:
-        card_path = run_dir / name / "model.json"
-        card = json.loads(card_path.read_text())
+        card = read_json(folder.model_json(name))
         card.update(thresholds=scores[name]["thresholds"], metrics=scores[name]["metrics"])
         card["metrics_source"] = source
-        card_path.write_text(json.dumps(card, indent=2))
-    (run_dir / "ensemble.json").write_text(json.dumps(
+        folder.model_json(name).write_text(json.dumps(card, indent=2))
+    folder.ensemble_json.write_text(json.dumps(
         {"models": run["models"], "combine": "mean of probabilities", "metrics_source": source, **scores[ENSEMBLE]},
         indent=2))
-    plots = run_dir / "plots"
-    plots.mkdir(exist_ok=True)
-    plot_history({n: json.loads((run_dir / n / "history.json").read_text()) for n in run["models"]},
-                 plots / "history.png")
+    folder.plots.mkdir(exist_ok=True)
+    plot_history({n: read_json(folder.history(n)) for n in run["models"]}, folder.plots / "history.png")
     for name, p in preds.items():
         plot_pr_curves(p.labels["test"], p.probs["test"], tags, f"{name}: precision-recall on test",
-                       plots / f"pr_{name}.png")
+                       folder.plots / f"pr_{name}.png")
     plot_ap_bars({n: {t: s["metrics"]["test"]["per_tag"][t]["ap"] for t in tags} for n, s in scores.items()}, tags,
-                 "Average precision per tag (test)", plots / "ap_by_tag.png")
-    (run_dir / "report.md").write_text(report(run, run_dir, scores, source))
+                 "Average precision per tag (test)", folder.plots / "ap_by_tag.png")
+    folder.report.write_text(report(run, folder, scores, source))
     return scores
 
 
@@ -143,10 +120,10 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def report(run: Mapping[str, Any], run_dir: Path, scores: Mapping[str, Any], source: str) -> str:
+def report(run: Mapping[str, Any], folder: RunFolder, scores: Mapping[str, Any], source: str) -> str:
     """The markdown report: the models, the ensemble and the original's figures side by side."""
     tags = run["tags"]
-    cards = {n: json.loads((run_dir / n / "model.json").read_text()) for n in run["models"]}
+    cards = {n: read_json(folder.model_json(n)) for n in run["models"]}
     splits = run["splits"]
     lines = [
         "# Training report", "",

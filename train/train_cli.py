@@ -7,6 +7,7 @@ from typing import Sequence
 import click
 
 from hashtag.runtime.errors import HashtagError
+from hashtag.train.run_folder import RUN_JSON, RunFolder
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -29,7 +30,7 @@ def _summary(run_dir: Path, scores: dict) -> None:
         label = "ensemble (mean)" if name == "ensemble" else name
         click.echo(f"{label:18s} test mAP {test['mAP']:.4f}  micro F1 {test['micro_f1']:.4f}  "
                    f"binary acc@0.5 {test['binary_accuracy']:.4f} (do-nothing {test['do_nothing_accuracy']:.4f})")
-    click.echo(f"Report: {run_dir / 'report.md'}")
+    click.echo(f"Report: {RunFolder(run_dir).report}")
 
 
 @click.command()
@@ -95,8 +96,8 @@ def evaluate(run_dir: Path, data_dir: Path | None, quiet: bool) -> None:
     """Score a run: per-tag thresholds on val, metrics on val/test, ensemble, plots and report.md."""
     from hashtag.train.evaluate import evaluate_run
 
-    if not (run_dir / "run.json").is_file():
-        raise click.ClickException(f"{run_dir} is not a training run (no run.json)")
+    if not RunFolder(run_dir).run_json.is_file():
+        raise click.ClickException(f"{run_dir} is not a training run (no {RUN_JSON})")
     try:
         scores = evaluate_run(run_dir, data_dir, progress=not quiet)
     except (HashtagError, ValueError, RuntimeError, OSError) as exc:

@@ -1,15 +1,6 @@
 """Training: per backbone, extract cached features, fit every head/loss/augmentation candidate on them,
-keep the best by validation mAP, and write the run folder that evaluation and export read.
-
-Run folder (``out``)::
-
-    run.json                     tags, dataset, models, seed, config, split sizes
-    <model>/model.keras          backbone + chosen head: preprocessed NHWC float32 -> sigmoid [N, T]
-    <model>/model.json           backbone, input size, preprocessing, weights provenance, head, loss,
-                                 candidates compared, (after evaluation) thresholds and metrics
-    <model>/history.json         loss / val loss / val mAP per epoch of every candidate
-    <model>/predictions.npz      val and test probabilities of the chosen head (ids, labels, probs)
-    ensemble.json, report.md, plots/*.png   written by hashtag.train.evaluate
+keep the best by validation mAP, and write the run folder (``hashtag.train.run_folder``) that evaluation
+and export read.
 
 Backbones come from a ``backbone_factory(name, input_size) -> Backbone``: the real ImageNet conv bases
 by default, tiny conv nets in tests - through the same code path.
@@ -17,7 +8,6 @@ by default, tiny conv nets in tests - through the same code path.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import math
 import time
@@ -39,8 +29,8 @@ from hashtag.train.heads import HEADS, HeadConfig, attach_head, build_head, head
 from hashtag.train.losses import LOSS_NAMES, make_loss
 from hashtag.train.metrics import mean_average_precision
 from hashtag.train.progress import Progress
+from hashtag.train.run_folder import EVAL_SPLITS, RUN_VERSION, Predictions, RunFolder, used_rows
 
-RUN_VERSION = 1
 DEFAULT_MODELS = ("vgg16", "inceptionv3", "xception")
 DEFAULT_LOSSES = ("bce", "weighted", "asl")  # focal trailed both on a 600-photo VGG16 probe; --losses adds it
 ASSEMBLY_TOLERANCE = 0.02  # max |p_full - p_head| on a few val photos; float16 spatial caches differ slightly
@@ -127,16 +117,6 @@ def candidates(config: TrainConfig) -> list[Candidate]:
             for views in sorted({0, config.augment}):
                 out.append(Candidate(head, loss, views))
     return out
-
-
-def select_rows(photo_ids: Sequence[str], limit: int | None) -> np.ndarray:
-    """Indices of at most ``limit`` photos, picked by hashing their ids: unbiased, seed-free and nested
-    (a smaller limit takes a subset of a larger one, so cached features are reused)."""
-    rows = np.arange(len(photo_ids))
-    if limit is None or limit >= len(photo_ids):
-        return rows
-    keys = [hashlib.sha256(pid.encode()).hexdigest() for pid in photo_ids]
-    return np.sort(np.array(sorted(rows, key=lambda i: keys[i])[:limit], dtype=np.int64))
 
 
 class _Rows:
@@ -244,15 +224,14 @@ class Trainer:
 
     def __init__(self, dataset: Dataset, out: Path, config: TrainConfig, backbone_factory: BackboneFactory,
                  cache_dir: Path, progress: bool = True) -> None:
-        self.dataset, self.out, self.config = dataset, Path(out), config
+        self.dataset, self.out, self.config = dataset, RunFolder(out), config
         self.backbone_factory, self.cache_dir, self.progress = backbone_factory, Path(cache_dir), progress
         self.records = {s: dataset.split(s) for s in ("train", "val", "test")}
         for split, recs in self.records.items():
             if not recs:
                 raise ValueError(f"dataset {dataset.root} has no {split} photos")
-        self.rows = {"train": select_rows([r.photo_id for r in self.records["train"]], config.limit)}
-        for split in ("val", "test"):
-            self.rows[split] = select_rows([r.photo_id for r in self.records[split]], config.eval_limit)
+        self.rows = {s: used_rows(s, [r.photo_id for r in recs], config.limit, config.eval_limit)
+                     for s, recs in self.records.items()}
         self.labels = {s: np.stack([self.records[s][i].labels for i in self.rows[s]]).astype(np.float32)
                        for s in self.rows}
 
@@ -262,7 +241,7 @@ class Trainer:
 
     def run(self) -> Path:
         """Train all models, write run.json and each model's folder; returns the run folder."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out.root.mkdir(parents=True, exist_ok=True)
         # Same seed -> same weights: TF picks deterministic kernels (process-wide; heads are small, cost is nil).
         tf.config.experimental.enable_op_determinism()
         for name in self.config.models:
@@ -279,8 +258,8 @@ class Trainer:
             "splits": {s: {"photos": len(self.records[s]), "used": len(self.rows[s])} for s in self.rows},
             "feature_cache": str(self.cache_dir.resolve()),
         }
-        (self.out / "run.json").write_text(json.dumps(run, indent=2))
-        return self.out
+        self.out.run_json.write_text(json.dumps(run, indent=2))
+        return self.out.root
 
     def _features(self, backbone: Backbone, grid: Sequence[Candidate]) -> tuple[dict[str, Any], _SplitFeatures,
                                                                             _SplitFeatures | None]:
@@ -346,17 +325,14 @@ class Trainer:
         best = max(results, key=lambda r: r.val_map)  # first of equals: grid order
         self.log(f"{name}: chose {best.candidate.key} (val mAP {best.val_map:.4f})")
         feats = pooled if best.candidate.head.pooled else maps
-        probs = {s: predict(best.head, feats.x[s]) for s in ("val", "test")}  # type: ignore[union-attr]
+        probs = {s: predict(best.head, feats.x[s]) for s in EVAL_SPLITS}  # type: ignore[union-attr]
         model = attach_head(backbone.model, best.head, best.candidate.head, name)
-        folder = self.out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        model.save(folder / "model.keras")
+        self.out.model_dir(name).mkdir(parents=True, exist_ok=True)
+        model.save(self.out.keras(name))
         check = self._assembly_check(model, backbone, probs["val"])
-        ids = {s: np.array([self.records[s][i].photo_id for i in self.rows[s]]) for s in ("val", "test")}
-        np.savez_compressed(folder / "predictions.npz", val_ids=ids["val"], val_labels=self.labels["val"],
-                            val_probs=probs["val"], test_ids=ids["test"], test_labels=self.labels["test"],
-                            test_probs=probs["test"])
-        (folder / "history.json").write_text(json.dumps(
+        ids = {s: np.array([self.records[s][i].photo_id for i in self.rows[s]]) for s in EVAL_SPLITS}
+        Predictions(ids, {s: self.labels[s] for s in EVAL_SPLITS}, probs).save(self.out.predictions(name))
+        self.out.history(name).write_text(json.dumps(
             {"selected": best.candidate.key, "candidates": {r.candidate.key: r.history for r in results}}, indent=1))
         card = {
             "name": name,
@@ -379,7 +355,7 @@ class Trainer:
                 "assembly_check": check,
             },
         }
-        (folder / "model.json").write_text(json.dumps(card, indent=2, default=str))
+        self.out.model_json(name).write_text(json.dumps(card, indent=2, default=str))
 
     def _assembly_check(self, model: keras.Model, backbone: Backbone, val_probs: np.ndarray) -> dict[str, Any]:
         """Run the saved full model on a few val photos from pixels; it must match the head on cached features."""
