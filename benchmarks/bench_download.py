@@ -145,7 +145,9 @@ def peak_rss_mb() -> float:
 def child(mode: str, tables: Path, out: Path, workers: int) -> dict[str, Any]:
     """One measured build in this (fresh) process; prints nothing, returns the numbers."""
     from hashtag.train.dataset import BuildConfig, build_dataset, image_relpath
-    from hashtag.train.download import DownloadConfig, encode_image, sized_url, write_atomically
+    from hashtag.train.download import DownloadConfig
+    from hashtag.train.fetch import sized_url
+    from hashtag.train.store import encode_image, write_atomically
     from hashtag.train.tables import KeywordFilter, select
 
     baseline = _status_mb("VmRSS") or peak_rss_mb()

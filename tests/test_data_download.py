@@ -1,8 +1,9 @@
 """The image downloader against a real loopback HTTP server with scripted faults.
 
-``ImageServer`` (also used by test_data_build.py) serves generated JPEG/PNG images plus 404s, 5xx that
-recover, responses slower than the timeout, bodies cut short, and non-image bodies; it counts requests
-per path so retries and resume skips are asserted on the server side.
+``ImageServer`` (also used by test_data_build.py) serves generated JPEG/PNG images plus 404s, 5xx and 429s
+that recover (optionally asking for a Retry-After pause), responses slower than the timeout, bodies cut
+short, and non-image bodies; it counts requests per path so retries and resume skips are asserted on the
+server side.
 """
 from __future__ import annotations
 
@@ -25,16 +26,9 @@ import pytest
 from PIL import Image
 
 from hashtag.runtime.images import load_image
-from hashtag.train.download import (
-    Downloader,
-    DownloadConfig,
-    Job,
-    Journal,
-    Outcome,
-    RunReport,
-    encode_image,
-    sized_url,
-)
+from hashtag.train.download import Downloader, DownloadConfig, Job, RunReport
+from hashtag.train.fetch import sized_url
+from hashtag.train.store import Journal, Outcome, encode_image
 
 FAST = dict(timeout=2.0, retries=2, backoff=0.01, workers=4)
 
@@ -84,6 +78,7 @@ class Route:
     truncate: bool = False
     drop: bool = False
     location: str = ""
+    retry_after: str = ""
 
 
 class ImageServer:
@@ -135,7 +130,7 @@ class ImageServer:
                 if route is None:
                     return self._send(404, b"no such image", "text/plain")
                 if n <= route.fail_first:
-                    return self._send(route.fail_status, b"try again", "text/plain")
+                    return self._send(route.fail_status, b"try again", "text/plain", route.retry_after)
                 time.sleep(route.delay)
                 if route.location:
                     self.send_response(route.status)
@@ -156,8 +151,10 @@ class ImageServer:
                     self.close_connection = True
                 return None
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
+            def _send(self, status: int, body: bytes, content_type: str, retry_after: str = "") -> None:
                 self.send_response(status)
+                if retry_after:
+                    self.send_header("Retry-After", retry_after)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -364,6 +361,15 @@ def test_keep_alive_and_stale_connections(server: ImageServer, tmp_path: Path) -
     assert all(o.attempts == 1 for o in report.outcomes.values())  # a stale connection costs no attempt
     assert sum(server.requests.values()) == 16
     assert len(server.clients) <= 1 + 4  # one connection reused, a new one after each server hang-up
+
+
+def test_retry_after_is_honoured(server: ImageServer, tmp_path: Path) -> None:
+    url = server.add("/busy", image_bytes(seed=6), fail_first=1, fail_status=429, retry_after="1")
+    start = time.monotonic()
+    report = run(tmp_path, [job(tmp_path, "busy", url)])
+    assert report.outcomes["busy"].ok and report.outcomes["busy"].attempts == 2
+    assert server.requests["/busy"] == 2
+    assert time.monotonic() - start >= 0.9  # the backoff alone (0.01 s) would have retried at once
 
 
 def test_too_large_is_not_retried(server: ImageServer, tmp_path: Path) -> None:

@@ -29,9 +29,11 @@ from typing import Any, Callable, Iterator, TextIO
 import numpy as np
 
 from hashtag.runtime.errors import HashtagError
-from hashtag.train.download import Downloader, DownloadConfig, Job, Journal, RunReport, is_url, sized_url
+from hashtag.train.download import Downloader, DownloadConfig, Job, RunReport
+from hashtag.train.fetch import is_url, sized_url
 from hashtag.train.files import atomic_path, write_text_atomically
 from hashtag.train.splits import SPLITS, TEST_FRACTION, VAL_FRACTION, split_of
+from hashtag.train.store import Journal
 from hashtag.train.tables import KeywordFilter, Photo, Selection, select
 
 FORMAT_VERSION = 1
