@@ -89,16 +89,21 @@ def application(config: ServeConfig, ray_config: RayConfig) -> Any:
     return Gateway.options(graceful_shutdown_timeout_s=config.timeout_s).bind(tagger, config)
 
 
-def _wait_for_stop() -> None:
-    """Block until SIGINT or SIGTERM."""
+def _wait_for_stop() -> int:
+    """Block until SIGINT or SIGTERM; returns which one came."""
+    received: list[int] = []
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda number, _: (received.append(number), stop.set()))
     stop.wait()
+    return received[0]
 
 
 def serve_on_ray(config: ServeConfig, ray_config: RayConfig, log_level: str) -> None:
-    """Deploy on the cluster at ``ray_config.address`` (or a local one started here) until SIGINT/SIGTERM."""
+    """Deploy on the cluster at ``ray_config.address`` (or a local one started here) until SIGINT/SIGTERM.
+
+    Ray Serve drains the requests in flight when the app is deleted (``graceful_shutdown_timeout_s``).
+    """
     bundle = load_bundle(config.bundle)  # fail fast here, not in every replica
     for name in config.models or ():
         bundle.model(name)
@@ -114,10 +119,12 @@ def serve_on_ray(config: ServeConfig, ray_config: RayConfig, log_level: str) -> 
         serve.run(application(config, ray_config), name=APP_NAME, route_prefix="/")
         print(f"hashtag serve: Ray Serve app {APP_NAME!r} on http://{config.host}:{config.port} "
               f"({ray_config.replicas} tagger replica(s))", flush=True)
-        _wait_for_stop()
+        stopped_by = _wait_for_stop()
     finally:
         if ray_config.address is None:
             serve.shutdown()
         else:
             serve.delete(APP_NAME)
         ray.shutdown()
+    signal.signal(stopped_by, signal.SIG_DFL)
+    signal.raise_signal(stopped_by)  # exit by the signal once drained, as the single process (uvicorn) does

@@ -1,0 +1,116 @@
+"""Helpers for the serve tests: the app on a free loopback port (in a thread or as `hashtag serve`), photos."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+import uvicorn
+from PIL import Image
+
+from hashtag.runtime import Tagger
+from hashtag.serve.app import create_app
+from hashtag.serve.backend import LocalBackend
+from hashtag.serve.config import ServeConfig
+
+START_TIMEOUT_S = 60  # interpreter and imports on a busy 2-core machine (Ray: its processes too)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hashtag_command() -> list[str]:
+    """The installed `hashtag` console script, or the same entry point through this interpreter."""
+    script = shutil.which("hashtag")
+    return [script] if script else [sys.executable, "-c", "from hashtag.runtime.cli import main; main()"]
+
+
+@contextmanager
+def thread_server(config: ServeConfig) -> Iterator[str]:
+    """The app for ``config`` (its own Tagger and pool) served by uvicorn in a thread; yields its base URL."""
+    tagger = Tagger(config.bundle, provider="cpu", threads=config.threads, models=config.models)
+    app = create_app(config, LocalBackend(tagger, config.pool_size))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+class ServeProcess:
+    """`hashtag serve ...` as users run it, its output in a file (never a full pipe), in its own session."""
+
+    def __init__(self, tmp_path: Path, args: list[str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / f"serve-{self.port}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([*hashtag_command(), "serve", "--port", str(self.port), *args],
+                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert self.proc.poll() is None, f"hashtag serve exited {self.proc.returncode}:\n{self.output()}"
+            assert time.monotonic() < deadline, f"hashtag serve not ready in {timeout_s} s:\n{self.output()}"
+            try:
+                if httpx.get(self.url + "/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGTERM, then wait; the whole process group is killed only if it does not exit in time."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+                raise
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def jpeg_bytes(width: int, height: int, seed: int = 0) -> bytes:
+    """A noisy photo-like JPEG: large ones cost real decoding time."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (max(height // 16, 1), max(width // 16, 1), 3), dtype=np.uint8)
+    img = Image.fromarray(small, "RGB").resize((width, height), Image.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def bomb_png(side: int = 10_000) -> bytes:
+    """A decompression bomb: a few kilobytes of PNG that claim side x side pixels (100 Mpx by default)."""
+    buf = io.BytesIO()
+    Image.new("1", (side, side)).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
