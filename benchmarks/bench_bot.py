@@ -142,7 +142,7 @@ def start_bot(api_url: str, bundle: Path, provider: str, workers: int, threads: 
     """The real bot process (``python -m hashtag.bot`` = ``hashtag bot``) pointed at the fake server."""
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": api_url}
     cmd = [sys.executable, "-m", "hashtag.bot", "--bundle", str(bundle), "--provider", provider,
-           "--workers", str(workers), "--log-level", "warning"]
+           "--workers", str(workers), "--log-level", "warning", "--state-file", str(log.with_name("state.sqlite3"))]
     if threads:
         cmd += ["--threads", str(threads)]
     with log.open("wb") as out:

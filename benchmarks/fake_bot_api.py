@@ -9,8 +9,14 @@ Implemented: getMe, deleteWebhook, setWebhook, getWebhookInfo, getUpdates (a que
 confirmation and long polling), sendMessage, sendChatAction, getFile (``Bad Request: file is too big``
 past 20 MB) and file downloads. Once a webhook is set, updates are POSTed to it with the secret token
 header instead, as Telegram does. The test side plays the users (``send_photo``, ``send_document``,
-...), waits for the bot's replies (``reply_to``) and inspects every request (``requests``, ``calls``).
-Faults can be injected per method (``fail``) and downloads slowed per file (``slow_file``).
+...), waits for the bot's replies (``reply_to``) and inspects every request (``requests``, ``calls``)
+and every message sent (``sent``, ``replies_to``).
+
+Flood control as Telegram's: sendMessage past about one message per second in a chat (short bursts
+tolerated) or 30 per second overall is answered 429 with ``parameters.retry_after``
+(``FloodRules``; ``flood=None`` turns it off). Faults can be injected per method: an error answer
+(``fail``, also 429 with ``retry_after``) or a connection reset before or after the call took effect
+(``reset``); downloads can be slowed per file (``slow_file``).
 
 aiohttp is imported here only; it is a test/benchmark dependency, not one of the bot's.
 """
@@ -20,6 +26,9 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
+import socket
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,15 +44,49 @@ CHAT_ACTIONS = frozenset({"typing", "upload_photo", "record_video", "upload_vide
                           "upload_document", "choose_sticker", "find_location", "record_video_note",
                           "upload_video_note"})
 MAX_MESSAGE_LENGTH = 4096
+RESET = -1  # Request.status of a request whose connection was reset instead of answered
+
+
+@dataclass(frozen=True)
+class FloodRules:
+    """Telegram's limits on messages a bot sends: per chat, a bucket of ``burst`` messages refilled one per
+    ``message_interval_s``; overall, ``overall_per_s``. Past them: 429 with ``retry_after`` (whole seconds)."""
+
+    message_interval_s: float = 1.0
+    burst: int = 3
+    overall_per_s: float = 30.0
 
 
 class ApiError(Exception):
-    """A Telegram-style error answer: HTTP status ``code`` and the body's description."""
+    """A Telegram-style error answer: HTTP status ``code``, the body's description, maybe ``retry_after``."""
 
-    def __init__(self, code: int, description: str) -> None:
+    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        extra = {"parameters": {"retry_after": self.retry_after}} if self.retry_after is not None else {}
+        return {"ok": False, "error_code": self.code, "description": self.description, **extra}
+
+
+class _Bucket:
+    """A token bucket: ``capacity`` tokens, one more every ``interval`` seconds."""
+
+    def __init__(self, capacity: float, interval: float) -> None:
+        self.capacity, self.interval = capacity, interval
+        self.tokens, self.at = capacity, time.monotonic()
+
+    def take(self) -> float:
+        """Take a token and return 0, or return the seconds until one is there (taking nothing)."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) / self.interval)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) * self.interval
 
 
 @dataclass
@@ -74,6 +117,8 @@ class _Fault:
     status: int
     description: str
     times: int
+    retry_after: int | None = None
+    reset: str = ""  # "before" or "after" the call takes effect: the connection is reset instead of answered
 
 
 @dataclass
@@ -88,6 +133,7 @@ class _State:
     files: dict[str, StoredFile] = field(default_factory=dict)
     paths: dict[str, StoredFile] = field(default_factory=dict)
     faults: dict[str, deque[_Fault]] = field(default_factory=dict)
+    chat_buckets: dict[int, _Bucket] = field(default_factory=dict)
     webhook_url: str = ""
     webhook_secret: str | None = None
 
@@ -105,7 +151,7 @@ class FakeBotApi:
     """The fake server. Use as ``async with FakeBotApi(token) as api:``; ``api.url`` is the --api-url."""
 
     def __init__(self, token: str, download_limit: int = CLOUD_DOWNLOAD_LIMIT,
-                 bot_username: str = "hashtag_test_bot") -> None:
+                 bot_username: str = "hashtag_test_bot", flood: FloodRules | None = FloodRules()) -> None:
         if ":" not in token:
             raise ValueError("a bot token looks like '<bot id>:<secret>'")
         self.token = token
@@ -114,6 +160,8 @@ class FakeBotApi:
                          "username": bot_username, "can_join_groups": True,
                          "can_read_all_group_messages": False, "supports_inline_queries": False}
         self.requests: list[Request] = []
+        self.flood = flood
+        self._overall = _Bucket(flood.overall_per_s, 1 / flood.overall_per_s) if flood else None
         self._state = _State()
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(1)
@@ -174,9 +222,22 @@ class FakeBotApi:
         """Make downloads of ``file_id`` take ``seconds`` longer (a slow network for one user)."""
         self._state.files[file_id].delay = seconds
 
-    def fail(self, method: str, status: int = 500, description: str = "Internal Server Error", times: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` ('download' for files) with an error."""
-        self._state.faults.setdefault(method, deque()).append(_Fault(status, description, times))
+    def fail(self, method: str, status: int = 500, description: str | None = None, times: int = 1,
+             retry_after: int | None = None) -> None:
+        """Answer the next ``times`` calls of ``method`` ('download' for files) with an error; with
+        ``retry_after``, a 429 as Telegram's flood control sends it."""
+        if retry_after is not None:
+            status = 429
+        default = f"Too Many Requests: retry after {retry_after}" if retry_after is not None else "Internal Server Error"
+        self._add_fault(method, _Fault(status, description or default, times, retry_after))
+
+    def reset(self, method: str, times: int = 1, after_effect: bool = False) -> None:
+        """Reset the connection of the next ``times`` calls of ``method`` instead of answering: before the call
+        takes effect, or (``after_effect``) once it has (a message is then sent but the bot cannot know)."""
+        self._add_fault(method, _Fault(RESET, "connection reset", times, reset="after" if after_effect else "before"))
+
+    def _add_fault(self, method: str, fault: _Fault) -> None:
+        self._state.faults.setdefault(method, deque()).append(fault)
 
     def send_message(self, chat_id: int, **content: Any) -> dict[str, Any]:
         """A user sends a message with ``content`` (Bot API Message fields); returns the message."""
@@ -256,6 +317,10 @@ class FakeBotApi:
         """Every message the bot sent, in order."""
         return list(self._state.sent)
 
+    def replies_to(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every message the bot sent quoting ``message`` (exactly one, for a photo)."""
+        return [m for m in self._state.by_chat.get(message["chat"]["id"], ()) if _replies_to(m, message)]
+
     @property
     def pending_updates(self) -> int:
         """Updates not yet confirmed (getUpdates) or delivered (webhook)."""
@@ -333,14 +398,17 @@ class FakeBotApi:
     async def _handle_method(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         record = self._record(method, {})
+        fault = None
         try:
             if request.match_info["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
             record.params = await self._params(request)
             await self._notify()
             fault = self._take_fault(method)
-            if fault:
-                raise ApiError(fault.status, fault.description)
+            if fault and fault.reset == "before":
+                return await self._reset(request, record)
+            if fault and not fault.reset:
+                raise ApiError(fault.status, fault.description, fault.retry_after)
             handler = self._methods().get(method.lower())
             if handler is None:
                 raise ApiError(404, "Not Found: method not found")
@@ -348,11 +416,23 @@ class FakeBotApi:
         except ApiError as exc:
             record.status = exc.code
             await self._notify()
-            return web.json_response({"ok": False, "error_code": exc.code, "description": exc.description},
-                                     status=exc.code)
+            return web.json_response(exc.body(), status=exc.code)
+        if fault:  # reset after the call took effect
+            return await self._reset(request, record)
         record.status = 200
         await self._notify()
         return web.json_response({"ok": True, "result": result})
+
+    async def _reset(self, request: web.Request, record: Request) -> web.Response:
+        """Drop the connection with a TCP reset; the client sees no answer at all."""
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if request.transport:
+            request.transport.abort()
+        record.status = RESET
+        await self._notify()
+        return web.Response()  # never reaches the client
 
     async def _handle_download(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
@@ -363,6 +443,8 @@ class FakeBotApi:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         stored = self._state.paths.get(path)
         fault = self._take_fault("download")
+        if fault and fault.reset:
+            return await self._reset(request, record)
         status = fault.status if fault else (200 if stored else 404)
         if stored and stored.delay and not fault:
             async with self._changed:
@@ -467,6 +549,7 @@ class FakeBotApi:
         original = self._state.messages.get((int(chat_id), int(reply_id))) if reply_id else None
         if reply_id and original is None and not reply.get("allow_sending_without_reply"):
             raise ApiError(400, "Bad Request: message to be replied not found")
+        self._flood_control(int(chat_id))
         message: dict[str, Any] = {
             "message_id": next(self._ids),
             "date": int(time.time()),
@@ -482,6 +565,21 @@ class FakeBotApi:
             if not waiter.done():
                 waiter.set_result(None)
         return message
+
+    def _flood_control(self, chat_id: int) -> None:
+        """429 when this message would exceed the chat's or the overall limit (and it is not sent)."""
+        if self.flood is None or self._overall is None:
+            return
+        bucket = self._state.chat_buckets.setdefault(
+            chat_id, _Bucket(self.flood.burst, self.flood.message_interval_s))
+        wait = bucket.take()
+        if not wait:
+            wait = self._overall.take()
+            if wait:  # give the chat its token back: this message is not sent
+                bucket.tokens += 1
+        if wait:
+            retry_after = max(1, math.ceil(wait))
+            raise ApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
 
     async def _send_chat_action(self, params: dict[str, Any]) -> bool:
         if params.get("chat_id") is None:

@@ -8,6 +8,9 @@ from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from hashtag.bot.config import BotConfig
 from hashtag.bot.handlers import Handlers
+from hashtag.bot.lanes import ChatLanes
+from hashtag.bot.ratelimit import FloodControl
+from hashtag.bot.state import ChatSettings
 from hashtag.runtime.tagger import Tagger
 
 log = logging.getLogger(__name__)
@@ -20,9 +23,12 @@ UNSUPPORTED_MEDIA = (filters.Sticker.ALL | filters.VIDEO | filters.ANIMATION | f
 
 
 def build_application(config: BotConfig, tagger: Tagger, executor: Executor) -> Application:
-    """An Application that talks to ``config.api_url`` and serves chats concurrently.
+    """An Application that talks to ``config.api_url`` and serves chats concurrently and fairly.
 
     Inference runs in ``executor`` (owned by the caller); downloads and replies of other chats go on meanwhile.
+    Each chat's updates are handled in order, one at a time (hashtag.bot.lanes); outgoing calls keep to
+    Telegram's flood limits (hashtag.bot.ratelimit); per-chat settings persist in ``config.state_file``.
+    ConfigError if the state file cannot be used.
     """
 
     async def announce(app: Application) -> None:
@@ -31,15 +37,18 @@ def build_application(config: BotConfig, tagger: Tagger, executor: Executor) -> 
         log.info("@%s is up (%s via %s): %s on %s, %d inference worker(s)", app.bot.username, mode,
                  config.api_url, models, tagger.provider, config.workers)
 
-    app = (
+    builder = (
         Application.builder()
         .token(config.token)
         .base_url(config.base_url)
         .base_file_url(config.base_file_url)
-        .concurrent_updates(True)
+        .concurrent_updates(ChatLanes())
+        .rate_limiter(FloodControl(config.message_interval_s))
         .post_init(announce)
-        .build()
     )
+    if config.state_file is not None:
+        builder = builder.persistence(ChatSettings(config.state_file))
+    app = builder.build()
     h = Handlers(tagger, executor, config.download_limit)
     app.add_handler(CommandHandler("start", h.start))
     app.add_handler(CommandHandler("help", h.help))

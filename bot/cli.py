@@ -10,7 +10,7 @@ from telegram.error import InvalidToken, TelegramError
 
 from hashtag.bot.app import build_application, run
 from hashtag.bot.config import (
-    DEFAULT_API_URL, TOKEN_ENV, BotConfig, ConfigError, WebhookConfig, default_workers, read_token,
+    DEFAULT_API_URL, TOKEN_ENV, BotConfig, WebhookConfig, default_state_file, default_workers, read_token,
 )
 from hashtag.bot.logs import configure_logging
 from hashtag.runtime.errors import HashtagError
@@ -41,13 +41,16 @@ WEBHOOK_ONLY = ("listen", "port", "secret_token")
               help="Webhook mode: port to listen on.")
 @click.option("--secret-token", envvar="TELEGRAM_WEBHOOK_SECRET", default=None,
               help="Webhook mode: secret Telegram sends in each request (env TELEGRAM_WEBHOOK_SECRET).")
+@click.option("--state-file", type=click.Path(path_type=Path), default=None,
+              help="SQLite file keeping per-chat settings across restarts, created private "
+                   "(default: bot-<bot id>-state.sqlite3 in the user's data directory, e.g. ~/.local/share/hashtag).")
 @click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="info", show_default=True)
 @click.pass_context
 def bot(
     ctx: click.Context, token_file: Path | None, api_url: str, bundle_dir: Path | None, models_arg: str | None,
     provider: str,
     workers: int | None, threads: int | None, webhook_url: str | None, listen: str, port: int,
-    secret_token: str | None, log_level: str,
+    secret_token: str | None, state_file: Path | None, log_level: str,
 ) -> None:
     """Run the Telegram bot: it answers photos with hashtag suggestions. Stop it with Ctrl-C or SIGTERM."""
     if webhook_url is None:
@@ -56,19 +59,19 @@ def bot(
             raise click.UsageError(f"--{given[0].replace('_', '-')} needs --webhook-url")
     try:
         webhook = WebhookConfig(webhook_url, listen, port, secret_token) if webhook_url else None
-        config = BotConfig(token=read_token(token_file), models=resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0], api_url=api_url,
-                           provider=provider, workers=workers or default_workers(), threads=threads,
-                           webhook=webhook)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    formatter = configure_logging(LOG_LEVELS[log_level], config.secrets)
-    try:
-        tagger = Tagger(config.models, provider=config.provider, threads=config.threads)
+        token = read_token(token_file)
+        config = BotConfig(token=token, models=resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0],
+                           api_url=api_url, provider=provider, workers=workers or default_workers(),
+                           threads=threads, webhook=webhook, state_file=state_file or default_state_file(token))
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
+    formatter = configure_logging(LOG_LEVELS[log_level], config.secrets)
     with ThreadPoolExecutor(config.workers, thread_name_prefix="hashtag-infer") as executor:
         try:
+            tagger = Tagger(config.models, provider=config.provider, threads=config.threads)
             run(build_application(config, tagger, executor), config)
+        except HashtagError as exc:
+            raise click.ClickException(str(exc)) from None
         except InvalidToken:
             raise click.ClickException(f"the Bot API at {config.api_url} rejected the token") from None
         except TelegramError as exc:

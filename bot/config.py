@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+import platformdirs
+from telegram.constants import FloodLimit
+
+from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.providers import PROVIDER_CHOICES
 
 DEFAULT_API_URL = "https://api.telegram.org"
@@ -17,10 +21,18 @@ CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 TOKEN_RE = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
 # Telegram allows 1-256 characters A-Z, a-z, 0-9, _ and - in a webhook secret token.
 SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+# Telegram: "avoid sending more than one message per second" in a single chat.
+MESSAGE_INTERVAL_S = 1 / FloodLimit.MESSAGES_PER_SECOND_PER_CHAT
 
 
-class ConfigError(ValueError):
+class ConfigError(HashtagError):
     """The bot cannot start with this configuration; the message is one line for the user."""
+
+
+def default_state_file(token: str) -> Path:
+    """Per-chat settings of this bot in the user's data directory (one file per bot: the id is in the name)."""
+    bot_id = token.split(":", 1)[0]
+    return platformdirs.user_data_path("hashtag", appauthor=False) / f"bot-{bot_id}-state.sqlite3"
 
 
 def default_workers() -> int:
@@ -85,6 +97,8 @@ class BotConfig:
     threads: int | None = None
     download_limit: int = CLOUD_DOWNLOAD_LIMIT
     webhook: WebhookConfig | None = None
+    state_file: Path | None = None  # None: settings live in memory only
+    message_interval_s: float = MESSAGE_INTERVAL_S  # Telegram's; tests run on a faster clock
 
     def __post_init__(self) -> None:
         if not TOKEN_RE.match(self.token):
@@ -101,6 +115,8 @@ class BotConfig:
             raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.download_limit < 1:
             raise ConfigError(f"the download limit must be positive, got {self.download_limit}")
+        if self.message_interval_s < 0:
+            raise ConfigError(f"the message interval must not be negative, got {self.message_interval_s}")
 
     @property
     def base_url(self) -> str:

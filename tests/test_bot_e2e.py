@@ -16,13 +16,16 @@ from telegram.ext import Application
 from hashtag.bot import replies
 from hashtag.bot.app import ALLOWED_UPDATES, build_application
 from hashtag.bot.config import BotConfig
-from hashtag.benchmarks.fake_bot_api import FakeBotApi
+from hashtag.benchmarks.fake_bot_api import RESET, FakeBotApi, FloodRules
 from hashtag.runtime import Tagger
 from tinybundle import make_photo
 
 TOKEN = "123456:TEST-token_s3cret-VALUE"
 TEST_TIMEOUT = 40  # every scenario, bot start and stop included
 REPLY_TIMEOUT = 10
+# Telegram's flood limits on a 20x faster clock, on both sides: the bot paces, the fake server enforces.
+MESSAGE_INTERVAL_S = 0.05
+FAST_FLOOD = FloodRules(message_interval_s=MESSAGE_INTERVAL_S)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +60,9 @@ async def polling_app(app: Application) -> AsyncIterator[Application]:
 @asynccontextmanager
 async def bot_and_api(tagger: Tagger) -> AsyncIterator[tuple[FakeBotApi, Application]]:
     """The fake server and a running bot pointed at it."""
-    async with FakeBotApi(TOKEN) as api:
-        config = BotConfig(token=TOKEN, models=tagger.bundle.root, api_url=api.url, workers=2)
+    async with FakeBotApi(TOKEN, flood=FAST_FLOOD) as api:
+        config = BotConfig(token=TOKEN, models=tagger.bundle.root, api_url=api.url, workers=2,
+                           message_interval_s=MESSAGE_INTERVAL_S)
         with ThreadPoolExecutor(config.workers) as executor:
             async with polling_app(build_application(config, tagger, executor)) as app:
                 yield api, app
@@ -281,8 +285,9 @@ def test_stopping_finishes_a_reply_in_flight(tagger: Tagger, photo: Callable[...
     data = photo(14)
 
     async def main() -> FakeBotApi:
-        async with FakeBotApi(TOKEN) as api:
-            config = BotConfig(token=TOKEN, models=tagger.bundle.root, api_url=api.url, workers=1)
+        async with FakeBotApi(TOKEN, flood=FAST_FLOOD) as api:
+            config = BotConfig(token=TOKEN, models=tagger.bundle.root, api_url=api.url, workers=1,
+                               message_interval_s=MESSAGE_INTERVAL_S)
             with ThreadPoolExecutor(1) as executor:
                 async with polling_app(build_application(config, tagger, executor)):
                     msg = api.send_photo(70, data)
@@ -311,3 +316,88 @@ def test_inference_runs_off_the_event_loop(tagger: Tagger, photo: Callable[..., 
         assert api.sent.index(help_reply) < api.sent.index(heavy_reply)
 
     scenario(tagger, body)
+
+
+
+@pytest.mark.parametrize("method, fault", [
+    ("sendMessage", "429"), ("getFile", "429"), ("getFile", "500"), ("getFile", "502"), ("download", "503"),
+    ("getFile", "reset"), ("download", "reset"), ("sendMessage", "reset"),
+])
+def test_flood_control_and_transient_failures_lose_no_reply_and_send_none_twice(
+        tagger: Tagger, photo: Callable[..., bytes], method: str, fault: str) -> None:
+    images = [photo(s) for s in (20, 21, 22)]
+    status = RESET if fault == "reset" else int(fault)
+    sent: list[dict[str, Any]] = []
+
+    async def body(api: FakeBotApi) -> None:
+        if fault == "reset":
+            api.reset(method)
+        elif fault == "429":
+            api.fail(method, retry_after=1)
+        else:
+            api.fail(method, status)
+        sent.extend(api.send_photo(90, data) for data in images)
+        for message, data in zip(sent, images, strict=True):
+            assert (await api.reply_to(message, REPLY_TIMEOUT))["text"] == expected_reply(tagger, data)
+
+    api = scenario(tagger, body)  # stopped: every call in flight has finished
+    assert [len(api.replies_to(m)) for m in sent] == [1, 1, 1]
+    assert len(api.sent) == 3  # no apology either
+    calls = api.calls(method)
+    failed = next(i for i, r in enumerate(calls) if r.status == status)
+    retried = next(r for r in calls[failed + 1:] if r.status == 200)
+    if status == 429:  # PTB's rate limiter waited retry_after before asking again
+        assert retried.at - calls[failed].at >= 1.0
+
+def test_a_reply_delivered_before_the_connection_dropped_is_sent_again(
+        tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    """The documented limit of exactly-once: the Bot API has no idempotency key, so a retried sendMessage
+    whose first attempt had in fact been delivered duplicates the reply (never loses it)."""
+    data = photo(23)
+    sent: list[dict[str, Any]] = []
+
+    async def body(api: FakeBotApi) -> None:
+        api.reset("sendMessage", after_effect=True)
+        sent.append(api.send_photo(91, data))
+        await api.wait_for(lambda: len(api.replies_to(sent[0])) == 2, REPLY_TIMEOUT)
+
+    api = scenario(tagger, body)
+    assert [m["text"] for m in api.replies_to(sent[0])] == [expected_reply(tagger, data)] * 2
+    assert [r.status for r in api.calls("sendMessage")] == [RESET, 200]
+
+
+def test_a_burst_from_one_chat_does_not_hold_up_another_chat_and_keeps_to_its_pace(
+        tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    """Chat A sends 30 photos at once; chat B one after A's fifth reply: B is answered before A's fifteenth.
+
+    The fake server enforces Telegram's per-chat limit (429 past it), so the bot's pacing is what keeps
+    A's replies flowing without a single 429.
+    """
+    a, b = 200, 201
+    burst_photos = [photo(s, size=(80, 60)) for s in range(100, 130)]
+    b_photo = photo(130)
+    burst: list[dict[str, Any]] = []
+    b_sent: list[dict[str, Any]] = []
+
+    async def body(api: FakeBotApi) -> None:
+        def answered_in(chat: int) -> int:
+            return sum(m["chat"]["id"] == chat for m in api.sent)
+
+        burst.extend(api.send_photo(a, data) for data in burst_photos)
+        await api.wait_for(lambda: answered_in(a) >= 5, REPLY_TIMEOUT)
+        b_sent.append(api.send_photo(b, b_photo))
+        reply = await api.reply_to(b_sent[0], REPLY_TIMEOUT)
+        assert reply["text"] == expected_reply(tagger, b_photo)
+        assert answered_in(a) < 15, "chat B waited behind chat A's burst"
+        for message in burst:
+            await api.reply_to(message, REPLY_TIMEOUT)
+
+    api = scenario(tagger, body)
+    assert [len(api.replies_to(m)) for m in burst] == [1] * 30
+    assert [m["text"] for m in api.sent if m["chat"]["id"] == a] == [expected_reply(tagger, d) for d in burst_photos]
+    fetched = [r.params["file_id"] for r in api.calls("getFile")]
+    assert fetched.index(b_sent[0]["photo"][-1]["file_id"]) < fetched.index(burst[14]["photo"][-1]["file_id"])
+    sends = [r for r in api.calls("sendMessage") if r.params["chat_id"] == a]
+    assert all(r.status == 200 for r in sends), "the bot went past the chat's flood limit"
+    gaps = [later.at - earlier.at for earlier, later in zip(sends, sends[1:])]
+    assert min(gaps) >= 0.8 * MESSAGE_INTERVAL_S

@@ -7,16 +7,17 @@ from typing import Awaitable, Callable
 
 import pytest
 from telegram import Bot
-from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError
+from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, RetryAfter
 
-from hashtag.benchmarks.fake_bot_api import FakeBotApi
+from hashtag.benchmarks.fake_bot_api import RESET, FakeBotApi, FloodRules
 
 TOKEN = "42:FAKE-api_token"
 
 
-def with_bot(body: Callable[[FakeBotApi, Bot], Awaitable[None]], token: str = TOKEN) -> FakeBotApi:
+def with_bot(body: Callable[[FakeBotApi, Bot], Awaitable[None]], token: str = TOKEN,
+             flood: FloodRules | None = FloodRules()) -> FakeBotApi:
     async def main() -> FakeBotApi:
-        async with FakeBotApi(TOKEN) as api:
+        async with FakeBotApi(TOKEN, flood=flood) as api:
             bot = Bot(token, base_url=f"{api.url}/bot", base_file_url=f"{api.url}/file/bot")
             async with bot:
                 await body(api, bot)
@@ -82,3 +83,29 @@ def test_files_errors_and_faults() -> None:
     api = with_bot(body)
     assert [r.status for r in api.calls("sendMessage")] == [500, 400, 200]
     assert api.calls("getFile")[1].status == 400
+
+
+def test_flood_control_per_chat_and_injected_429s_and_resets() -> None:
+    async def body(api: FakeBotApi, bot: Bot) -> None:
+        for i in range(3):  # a short burst is tolerated
+            await bot.send_message(1, f"m{i}")
+        with pytest.raises(RetryAfter) as info:
+            await bot.send_message(1, "one too many")
+        assert "Retry in 1 seconds" in str(info.value)
+        await bot.send_message(2, "another chat is not limited")
+        await asyncio.sleep(0.55)  # a message more is allowed every 0.5 s
+        await bot.send_message(1, "paced")
+        api.fail("getFile", retry_after=7)
+        with pytest.raises(RetryAfter, match="Retry in 7 seconds"):
+            await bot.get_file(api.add_file(b"abc").file_id)
+        api.reset("sendMessage")
+        with pytest.raises(NetworkError, match="httpx.ReadError"):
+            await bot.send_message(3, "lost")
+        api.reset("sendMessage", after_effect=True)
+        with pytest.raises(NetworkError, match="httpx.ReadError"):
+            await bot.send_message(3, "delivered, but the answer was lost")
+
+    api = with_bot(body, flood=FloodRules(message_interval_s=0.5))
+    assert [m["text"] for m in api.sent] == ["m0", "m1", "m2", "another chat is not limited", "paced",
+                                             "delivered, but the answer was lost"]
+    assert [r.status for r in api.calls("sendMessage")] == [200, 200, 200, 429, 200, 200, RESET, RESET]

@@ -39,12 +39,16 @@ def free_port() -> int:
 
 
 class BotProcess:
-    """`hashtag bot ...` with the token in its environment and its output in files (never a full pipe)."""
+    """`hashtag bot ...` with the token in its environment and its output in files (never a full pipe).
 
-    def __init__(self, tmp_path: Path, api_url: str, args: list[str], token: str = TOKEN) -> None:
-        env = {**os.environ, "TELEGRAM_BOT_TOKEN": token, "TELEGRAM_API_URL": api_url}
+    The user's data directory (the default --state-file's) is ``tmp_path/data``, never the real one.
+    """
+
+    def __init__(self, tmp_path: Path, api_url: str, args: list[str], token: str = TOKEN, name: str = "bot") -> None:
+        env = {**os.environ, "TELEGRAM_BOT_TOKEN": token, "TELEGRAM_API_URL": api_url,
+               "XDG_DATA_HOME": str(tmp_path / "data")}
         env.pop("TELEGRAM_WEBHOOK_SECRET", None)
-        self.out_path, self.err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+        self.out_path, self.err_path = tmp_path / f"{name}-stdout.txt", tmp_path / f"{name}-stderr.txt"
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
             self.proc = subprocess.Popen([*hashtag_command(), "bot", *args], env=env, stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL)
@@ -77,10 +81,11 @@ def run_with_bot(tmp_path: Path, args: list[str], body: Callable[[FakeBotApi, Bo
     return asyncio.run(asyncio.wait_for(main(), START_TIMEOUT + 3 * REPLY_TIMEOUT + EXIT_TIMEOUT))
 
 
-async def wait_started(api: FakeBotApi, bot: BotProcess, method: str) -> None:
-    """Until the bot called ``method`` (it is serving then), failing fast if the process dies first."""
+async def wait_started(api: FakeBotApi, bot: BotProcess, method: str, before: int = 0) -> None:
+    """Until the bot called ``method`` (it is serving then; ``before`` calls were someone else's), failing
+    fast if the process dies first."""
     async def died_or_called() -> None:
-        while not api.calls(method):
+        while len(api.calls(method)) <= before:
             assert bot.proc.poll() is None, f"the bot exited early:\n{bot.output()}"
             await asyncio.sleep(0.05)
 
@@ -190,3 +195,65 @@ def test_token_file_is_read_and_webhook_options_need_a_webhook_url(tiny_bundle: 
         assert await bot.wait_exit() == 0, bot.output()
 
     run_with_bot(tmp_path, ["--token-file", str(token_file), "--bundle", str(tiny_bundle)], body, token="")
+
+
+def test_a_chats_threshold_survives_a_restart(tiny_bundle: Path, tmp_path: Path) -> None:
+    """/threshold 0.3, SIGTERM, start again: the chat still uses 0.3 (default state file, created private)."""
+    data = make_photo(tmp_path / "p.jpg", seed=3).read_bytes()
+    scores = Tagger(tiny_bundle, provider="cpu").predict_one(data).scores
+    at_03 = " ".join("#" + t for t in sorted((t for t in scores if scores[t] >= 0.3), key=lambda t: -scores[t]))
+    args = ["--bundle", str(tiny_bundle), "--provider", "cpu"]
+    state = tmp_path / "data" / "hashtag" / f"bot-{TOKEN.split(':')[0]}-state.sqlite3"
+
+    async def ask(api: FakeBotApi, text: str) -> str:
+        return (await api.answer(api.send_text(12, text), REPLY_TIMEOUT))["text"]
+
+    async def body(api: FakeBotApi, first: BotProcess) -> None:
+        await wait_started(api, first, "getUpdates")
+        assert "at least 0.30" in await ask(api, "/threshold 0.3")
+        first.proc.send_signal(signal.SIGTERM)
+        assert await first.wait_exit() == 0, first.output()
+        assert state.stat().st_mode & 0o777 == 0o600 and state.parent.stat().st_mode & 0o777 == 0o700
+        polls = len(api.calls("getUpdates"))
+        second = BotProcess(tmp_path, api.url, args, name="second")
+        try:
+            await wait_started(api, second, "getUpdates", before=polls)
+            assert "at least 0.30" in await ask(api, "/threshold")
+            reply = await api.reply_to(api.send_photo(12, data), REPLY_TIMEOUT)
+            assert reply["text"].splitlines()[0] == at_03
+            second.proc.send_signal(signal.SIGTERM)
+            assert await second.wait_exit() == 0, second.output()
+        finally:
+            second.kill()
+
+    run_with_bot(tmp_path, args, body)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x80\x04\x95 not a database, a truncated pickle", "is corrupt or not a hashtag bot state file"),
+    (None, "cannot open the state file"),  # a directory where the file should be
+    ("other-db", "is a database of another program"),
+])
+def test_an_unusable_state_file_stops_the_bot_with_one_line_naming_it(
+        tiny_bundle: Path, tmp_path: Path, content: bytes | str | None, message: str) -> None:
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from hashtag.runtime.cli import main
+
+    state = tmp_path / "state.sqlite3"
+    if content is None:
+        state.mkdir()
+    elif content == "other-db":
+        with sqlite3.connect(state) as db:
+            db.execute("CREATE TABLE notes (text TEXT)")
+    else:
+        state.write_bytes(content)
+    before = state.read_bytes() if state.is_file() else None
+    result = CliRunner().invoke(main, ["bot", "--bundle", str(tiny_bundle), "--provider", "cpu",
+                                       "--state-file", str(state)], env={"TELEGRAM_BOT_TOKEN": TOKEN})
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert message in line and str(state) in line
+    assert (state.read_bytes() if state.is_file() else None) == before  # never wiped

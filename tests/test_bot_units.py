@@ -1,16 +1,20 @@
 """The bot's pure parts: configuration, token handling, log redaction and reply texts."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from hashtag.bot import replies
-from hashtag.bot.config import BotConfig, ConfigError, WebhookConfig, read_token
+from hashtag.bot.config import BotConfig, ConfigError, WebhookConfig, default_state_file, read_token
 from hashtag.bot.handlers import is_image_document
 from hashtag.bot.logs import REDACTED, RedactingFormatter
+from hashtag.bot.state import ChatSettings
+from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.tagger import ModelPrediction, Prediction
 
 TOKEN = "123456:ABC-def_ghiJKL"
@@ -123,3 +127,49 @@ def test_refusal_texts_name_what_was_received() -> None:
 ])
 def test_is_image_document(mime: str | None, name: str | None, expected: bool) -> None:
     assert is_image_document(mime, name) is expected
+
+
+def test_config_errors_are_hashtag_errors() -> None:
+    with pytest.raises(HashtagError, match="no bot token"):
+        read_token(None, {})
+
+
+def test_default_state_file_is_per_bot_in_the_users_data_directory(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_state_file(TOKEN) == tmp_path / "hashtag" / "bot-123456-state.sqlite3"
+
+
+def test_chat_settings_are_committed_per_chat_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "state.sqlite3"
+
+    async def write() -> None:
+        settings = ChatSettings(path)
+        assert await settings.get_chat_data() == {}
+        await settings.update_chat_data(5, {"threshold": 0.3})
+        await settings.update_chat_data(6, {"threshold": 0.5})
+        await settings.update_chat_data(7, {})  # default settings: no row
+        await settings.update_chat_data(6, {})  # /threshold reset
+        # no flush: each change is committed when made
+
+    async def read() -> dict:
+        settings = ChatSettings(path)
+        try:
+            return await settings.get_chat_data()
+        finally:
+            await settings.flush()
+
+    asyncio.run(write())
+    assert asyncio.run(read()) == {5: {"threshold": 0.3}}
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT chat_id, data FROM chat_data").fetchall() == [(5, '{"threshold": 0.3}')]
+
+
+def test_chat_settings_refuse_a_row_that_is_not_settings(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    asyncio.run(ChatSettings(path).flush())
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO chat_data VALUES (1, '[1, 2]')")
+    with pytest.raises(ConfigError, match=re.escape(f"the state file {path} is corrupt")):
+        ChatSettings(path)
