@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -12,14 +13,16 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import numpy as np
 import uvicorn
+from click.testing import CliRunner
 from PIL import Image
 
 from hashtag.runtime import Tagger
+from hashtag.runtime.cli import main as hashtag_main
 from hashtag.serve.app import create_app
 from hashtag.serve.backend import LocalBackend
 from hashtag.serve.config import ServeConfig
@@ -97,6 +100,12 @@ class ServeProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def cli_records(*args: str) -> list[dict[str, Any]]:
+    """What `hashtag predict --json` prints for these arguments: the records the API must answer."""
+    result = CliRunner().invoke(hashtag_main, ["predict", "--json", *args], catch_exceptions=False)
+    return [json.loads(line) for line in result.stdout.splitlines()]
 
 
 def jpeg_bytes(width: int, height: int, seed: int = 0) -> bytes:

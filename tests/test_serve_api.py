@@ -1,7 +1,6 @@
 """The HTTP API over real loopback HTTP: the contract, bad input, limits, the key, a busy pool, timeouts."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -9,11 +8,8 @@ from typing import Any, Callable
 
 import httpx
 import pytest
-from click.testing import CliRunner
-
-from hashtag.runtime.cli import main as hashtag_main
 from hashtag.serve.config import ServeConfig
-from servekit import bomb_png, jpeg_bytes, thread_server
+from servekit import bomb_png, cli_records, jpeg_bytes, thread_server
 from tinybundle import TAGS
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -36,12 +32,6 @@ def client(url: str) -> Any:
 @pytest.fixture(scope="module")
 def big_photos() -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("image", (f"big{i}.jpg", jpeg_bytes(4000, 3000, seed=i), "image/jpeg")) for i in range(BIG_PHOTOS)]
-
-
-def cli_records(*args: str) -> list[dict[str, Any]]:
-    """What `hashtag predict --json` prints for these arguments."""
-    result = CliRunner().invoke(hashtag_main, ["predict", "--json", *args], catch_exceptions=False)
-    return [json.loads(line) for line in result.stdout.splitlines()]
 
 
 def multipart(paths: list[Path]) -> list[tuple[str, tuple[str, bytes, str]]]:
