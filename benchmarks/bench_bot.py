@@ -3,14 +3,20 @@
     python -m hashtag.benchmarks.bench_bot [--bundle DIR] [--users 1,10,50] [--seconds 15] [--json out.json]
 
 The real ``hashtag bot`` process serves the users (long polling, as deployed); this process plays the Bot
-API server (hashtag.benchmarks.fake_bot_api) and the users, each sending a photo and waiting for the reply before
-the next (closed loop). Reported per user count: replies/s and reply latency p50/p95 (photo sent ->
-reply received), next to the runtime's own ensemble latency and throughput measured in this same run
-(right before and after each level, same photos, same worker and thread settings: the machine may be
-shared, and each level is compared with the runtime as fast as it was at that time).
+API server (hashtag.benchmarks.fake_bot_api, enforcing Telegram's flood limits) and the users, each
+sending a photo and waiting for the reply before the next (closed loop). Reported per user count:
+replies/s and reply latency p50/p95 (photo sent -> reply received), next to the runtime's own ensemble
+latency and throughput measured in this same run (right before and after each level, same photos, same
+worker and thread settings: the machine may be shared, and each level is compared with the runtime as
+fast as it was at that time).
 
-Targets (issue 7): reply latency p50 at 1 user within 1.3x of the runtime's ensemble latency;
-throughput at 10+ users at least 80% of what the runtime alone sustains.
+The bot keeps to Telegram's limit of about one message per second per chat, so a single user sending
+photo after photo waits for flood control most of the time. That wait is reported on its own (the bot
+logs how long it held each reply; hashtag.bot.ratelimit), with the 429 answers the server gave, and the
+latency target is checked on the reply latency without it.
+
+Targets (issues 7 and 15): reply latency p50 at 1 user, flood-control wait excluded, within 1.3x of the
+runtime's ensemble latency; throughput at 10+ users at least 80% of what the runtime alone sustains.
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ import numpy as np
 from hashtag.benchmarks.photos import synthetic_photo
 from hashtag.bot.config import default_workers
 from hashtag.benchmarks.fake_bot_api import FakeBotApi
+from hashtag.bot.ratelimit import HELD_RE
 from hashtag.bot.replies import prediction_text
 from hashtag.models import default_bundle
 from hashtag.runtime.tagger import Tagger
@@ -62,19 +69,37 @@ class RuntimeRound:
         return max(self.sequential_per_s, self.parallel_per_s)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Level:
-    """One load level: how many users, what they got and how fast."""
+    """One load level: how many users, what they got and how fast; ``photo_ids`` (message ids, in the
+    order of ``latencies_s``) let the bot's log say how long flood control held each reply."""
 
     users: int
     replies: int
     wrong: int
     seconds: float
     latencies_s: list[float]
+    photo_ids: list[int]
+    rejected_429: int = 0
+    flood_wait_s: list[float] | None = None
 
     @property
     def per_s(self) -> float:
         return self.replies / self.seconds
+
+    @property
+    def net_latencies_s(self) -> list[float]:
+        """Reply latencies without the time flood control held the reply."""
+        return [t - w for t, w in zip(self.latencies_s, self.flood_wait_s or [0.0] * len(self.latencies_s))]
+
+
+def flood_waits(log_text: str) -> dict[int, float]:
+    """Seconds flood control held the reply to each photo (by message id), from the bot's log."""
+    waits: dict[int, float] = {}
+    for match in HELD_RE.finditer(log_text):
+        if match["method"] == "sendMessage" and match["reply"].isdigit():
+            waits[int(match["reply"])] = waits.get(int(match["reply"]), 0.0) + float(match["seconds"])
+    return waits
 
 
 def make_photos(size: tuple[int, int]) -> list[bytes]:
@@ -119,6 +144,7 @@ async def load_level(api: FakeBotApi, users: int, photos: Sequence[bytes], expec
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     latencies: list[float] = []
+    photo_ids: list[int] = []
     wrong = 0
 
     async def user(chat_id: int) -> None:
@@ -127,14 +153,17 @@ async def load_level(api: FakeBotApi, users: int, photos: Sequence[bytes], expec
         while loop.time() < deadline:
             k = (chat_id + i) % len(photos)
             t0 = loop.time()
-            reply = await api.reply_to(api.send_photo(chat_id, photos[k], size=size), REPLY_TIMEOUT_S)
+            message = api.send_photo(chat_id, photos[k], size=size)
+            reply = await api.reply_to(message, REPLY_TIMEOUT_S)
             latencies.append(loop.time() - t0)
+            photo_ids.append(message["message_id"])
             wrong += reply["text"] != expected[k]
             i += 1
 
-    started = loop.time()
+    started, requests_before = loop.time(), len(api.requests)
     await asyncio.gather(*(user(users * 1000 + u) for u in range(users)))
-    return Level(users, len(latencies), wrong, loop.time() - started, latencies)
+    rejected = sum(r.status == 429 for r in api.requests[requests_before:])
+    return Level(users, len(latencies), wrong, loop.time() - started, latencies, photo_ids, rejected)
 
 
 def start_bot(api_url: str, bundle: Path, provider: str, workers: int, threads: int | None,
@@ -142,7 +171,7 @@ def start_bot(api_url: str, bundle: Path, provider: str, workers: int, threads: 
     """The real bot process (``python -m hashtag.bot`` = ``hashtag bot``) pointed at the fake server."""
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": api_url}
     cmd = [sys.executable, "-m", "hashtag.bot", "--bundle", str(bundle), "--provider", provider,
-           "--workers", str(workers), "--log-level", "warning", "--state-file", str(log.with_name("state.sqlite3"))]
+           "--workers", str(workers), "--log-level", "info", "--state-file", str(log.with_name("state.sqlite3"))]
     if threads:
         cmd += ["--threads", str(threads)]
     with log.open("wb") as out:
@@ -188,6 +217,9 @@ async def run_load(args: argparse.Namespace, tagger: Tagger, bundle: Path, photo
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+            waits = flood_waits(log.read_text(errors="replace"))
+    for level in levels:
+        level.flood_wait_s = [waits.get(i, 0.0) for i in level.photo_ids]
     return rounds, levels, code
 
 
@@ -209,20 +241,30 @@ def report(rounds: list[RuntimeRound], levels: list[Level], exit_code: int, sett
           f"throughput {statistics.fmean(r.throughput for r in rounds):.2f} img/s "
           f"(1 thread {statistics.fmean(r.sequential_per_s for r in rounds):.2f}, "
           f"{settings['workers']} threads {statistics.fmean(r.parallel_per_s for r in rounds):.2f})")
-    print(f"{'users':>5} {'replies':>8} {'replies/s':>10} {'p50 ms':>9} {'p95 ms':>9} | {'runtime p50':>11} "
-          f"{'runtime/s':>10} | {'p50 ratio':>9} {'thr ratio':>9} {'wrong':>6}")
+    print(f"load average {settings['load_before']} before, {settings['load_after']} after (1, 5, 15 min)")
+    print("latency columns: photo sent -> reply; 'flood' is the part flood control held the reply "
+          "(mean per reply), 'net' the latency without it")
+    print(f"{'users':>5} {'replies':>8} {'replies/s':>10} {'p50 ms':>9} {'p95 ms':>9} {'flood ms':>9} "
+          f"{'net p50':>8} {'429s':>5} | {'runtime p50':>11} {'runtime/s':>10} | {'p50 ratio':>9} "
+          f"{'thr ratio':>9} {'wrong':>6}")
     rows = []
     for i, lv in enumerate(levels):
         around = rounds[i : i + 2]
         base_p50 = p([x for r in around for x in r.latencies_s], 50)
         base_thr = statistics.fmean(r.throughput for r in around)
+        net_p50 = p(lv.net_latencies_s, 50)
+        flood = lv.flood_wait_s or [0.0]
         row = {"users": lv.users, "replies": lv.replies, "replies_per_s": lv.per_s,
                "p50_ms": p(lv.latencies_s, 50) * 1000, "p95_ms": p(lv.latencies_s, 95) * 1000,
+               "flood_wait_mean_ms": statistics.fmean(flood) * 1000, "flood_wait_total_s": sum(flood),
+               "net_p50_ms": net_p50 * 1000, "net_p95_ms": p(lv.net_latencies_s, 95) * 1000,
+               "answered_429": lv.rejected_429,
                "runtime_p50_ms": base_p50 * 1000, "runtime_per_s": base_thr,
-               "p50_ratio": p(lv.latencies_s, 50) / base_p50, "throughput_ratio": lv.per_s / base_thr,
+               "p50_ratio": net_p50 / base_p50, "throughput_ratio": lv.per_s / base_thr,
                "wrong_replies": lv.wrong}
         rows.append(row)
-        print(f"{lv.users:>5} {lv.replies:>8} {lv.per_s:>10.2f} {row['p50_ms']:>9.1f} {row['p95_ms']:>9.1f} | "
+        print(f"{lv.users:>5} {lv.replies:>8} {lv.per_s:>10.2f} {row['p50_ms']:>9.1f} {row['p95_ms']:>9.1f} "
+              f"{row['flood_wait_mean_ms']:>9.1f} {row['net_p50_ms']:>8.1f} {lv.rejected_429:>5} | "
               f"{row['runtime_p50_ms']:>11.1f} {base_thr:>10.2f} | {row['p50_ratio']:>8.2f}x "
               f"{row['throughput_ratio']:>9.0%} {lv.wrong:>6}")
     verdicts: dict[str, bool] = {}
@@ -234,7 +276,8 @@ def report(rounds: list[RuntimeRound], levels: list[Level], exit_code: int, sett
         verdicts["throughput_10plus_users"] = min(r["throughput_ratio"] for r in many) >= TARGET_THROUGHPUT_RATIO
     verdicts["all_replies_correct"] = all(r["wrong_replies"] == 0 for r in rows)
     verdicts["clean_exit_on_sigint"] = exit_code == 0
-    print(f"target p50 at 1 user <= {TARGET_LATENCY_RATIO}x runtime: {_verdict(verdicts.get('latency_p50_1_user'))}; "
+    print(f"target p50 at 1 user (net of flood control) <= {TARGET_LATENCY_RATIO}x runtime: "
+          f"{_verdict(verdicts.get('latency_p50_1_user'))}; "
           f"throughput at 10+ users >= {TARGET_THROUGHPUT_RATIO:.0%} of runtime: "
           f"{_verdict(verdicts.get('throughput_10plus_users'))}; replies correct: "
           f"{_verdict(verdicts['all_replies_correct'])}; bot exit code on SIGINT: {exit_code}")
@@ -274,13 +317,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     bundle = args.bundle or default_bundle()
     workers = args.workers or default_workers()
     photos = make_photos(args.size)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     tagger = Tagger(bundle, provider=args.provider, threads=args.threads)
     expected = [prediction_text(tagger.predict_one(photo)) for photo in photos]
     rounds, levels, code = asyncio.run(run_load(args, tagger, bundle, photos, expected, workers))
     models = ", ".join(f"{m.spec.name} {m.variant.precision}" for m in tagger.models)
     settings = {"bundle": str(bundle), "models": models,
                 "provider": tagger.provider, "workers": workers, "threads": args.threads, "size": list(args.size),
-                "seconds": args.seconds}
+                "seconds": args.seconds, "load_before": load_before,
+                "load_after": [round(x, 2) for x in os.getloadavg()]}
     result = report(rounds, levels, code, settings)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

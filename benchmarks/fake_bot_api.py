@@ -92,7 +92,8 @@ class _Bucket:
 @dataclass
 class Request:
     """One request the server received: API method ('download', 'webhook' for deliveries), parameters,
-    arrival time and the answer's HTTP status (0 while it is still being answered, e.g. a long poll)."""
+    arrival time and the answer's HTTP status (0 while it is still being answered, e.g. a long poll, or
+    when the client went away first; RESET when the server reset the connection)."""
 
     method: str
     params: dict[str, Any]
@@ -402,7 +403,10 @@ class FakeBotApi:
         try:
             if request.match_info["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
-            record.params = await self._params(request)
+            try:
+                record.params = await self._params(request)
+            except ConnectionResetError:  # the client gave up on the call (e.g. a cancelled chat action)
+                return web.Response()
             await self._notify()
             fault = self._take_fault(method)
             if fault and fault.reset == "before":

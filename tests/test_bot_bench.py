@@ -21,6 +21,10 @@ def test_bench_bot_runs_and_reports_each_level(tiny_bundle: Path, tmp_path: Path
         assert level["replies"] >= 1 and level["wrong_replies"] == 0
         assert 0 < level["p50_ms"] <= level["p95_ms"]
         assert level["runtime_p50_ms"] > 0 and level["runtime_per_s"] > 0
+        assert level["answered_429"] == 0  # the bot kept to the server's flood limits
+        assert 0 < level["net_p50_ms"] <= level["p50_ms"]
+    single = result["levels"][0]  # one user sending photo after photo: flood control paces the replies
+    assert single["replies"] >= 2 and single["flood_wait_total_s"] > 0.5
     assert len(result["runtime_rounds"]) == 3  # before the first level and after each
     assert result["bot_exit_code"] == 0 and result["verdicts"]["all_replies_correct"]
     assert "replies/s" in proc.stdout and "target p50 at 1 user" in proc.stdout
