@@ -1,6 +1,6 @@
 """Score a finished bundle through the runtime on a split of photo tables, as users will run it.
 
-    python -m hashtag.export.bundle_eval --models models --tables ../shared/corpus --json test.json
+    python -m hashtag.export.bundle_eval --bundle models --tables ../shared/corpus --json test.json
 
 The model card's figures come from here, and a test recomputes them on the shipped bundle, so the card
 cannot drift from the files. Needs no TensorFlow: tables, splits and metrics are plain Python/numpy.
@@ -15,12 +15,15 @@ from typing import Any
 import click
 import numpy as np
 
+from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import PRECISIONS, load_bundle
+from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
 from hashtag.runtime.tagger import Tagger
+from hashtag.train.errors import SettingsError
 from hashtag.train.metrics import split_metrics
 from hashtag.train.progress import Progress
-from hashtag.train.splits import split_of
+from hashtag.train.splits import SPLITS, split_of
 from hashtag.train.tables import KeywordFilter, select
 
 
@@ -33,7 +36,8 @@ class SplitPhotos:
     tags: tuple[str, ...]
 
 
-def split_photos(tables: Path, tags: tuple[str, ...], split: str = "test", min_confidence: float = 99.0) -> SplitPhotos:
+def split_photos(tables: Path, tags: tuple[str, ...], split: str = "test",
+                 min_confidence: float = KeywordFilter.min_confidence) -> SplitPhotos:
     """The photos of ``split`` (the dataset builder's hash split) with local image files, and their labels."""
     selection = select(Path(tables), KeywordFilter(min_confidence), tags)
     paths, labels = [], []
@@ -50,7 +54,7 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
     """Metrics of each model and of the ensemble (with the manifest's thresholds) on ``photos``."""
     tagger = Tagger(bundle, provider="cpu", precision=precision, threads=threads, batch_size=batch_size)
     if tagger.bundle.tags != photos.tags:
-        raise ValueError(f"bundle tags {tagger.bundle.tags} differ from the photos' tags {photos.tags}")
+        raise SettingsError(f"bundle tags {tagger.bundle.tags} differ from the photos' tags {photos.tags}")
     per_model: dict[str, list[np.ndarray]] = {m.spec.name: [] for m in tagger.models}
     with Progress(len(photos.paths), f"evaluating {bundle.name or bundle}", enabled=progress) as bar:
         for start in range(0, len(photos.paths), batch_size):
@@ -61,25 +65,29 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
     probs = {name: np.concatenate(parts) for name, parts in per_model.items()}
     results = {name: split_metrics(photos.labels, p, photos.tags, tagger.model_thresholds[name])
                for name, p in probs.items()}
-    results["ensemble"] = split_metrics(photos.labels, tagger.ensemble(probs), photos.tags,
-                                        tagger.thresholds)
+    results["ensemble"] = split_metrics(photos.labels, tagger.ensemble(probs), photos.tags, tagger.thresholds)
     results["precision"] = {m.spec.name: m.variant.precision for m in tagger.models}
     return results
 
 
 @click.command()
-@click.option("--models", "bundle_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@bundle_option
+@deprecated_models_dir_option
 @click.option("--tables", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Tables folder with local images (e.g. ../shared/corpus).")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None, help="Default: the runtime's CPU choice.")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def main(bundle_dir: Path, tables: Path, split: str, precision: str | None, threads: int | None,
-         json_out: Path | None) -> None:
+def main(bundle_dir: Path | None, models_arg: str | None, tables: Path, split: str, precision: str | None,
+         threads: int | None, json_out: Path | None) -> None:
     """Print each model's and the ensemble's mAP on a split, scored through the runtime."""
-    photos = split_photos(tables, load_bundle(bundle_dir).tags, split)
-    results = evaluate_bundle(bundle_dir, photos, precision, threads)
+    bundle_dir = resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0]
+    try:
+        photos = split_photos(tables, load_bundle(bundle_dir).tags, split)
+        results = evaluate_bundle(bundle_dir, photos, precision, threads)
+    except HashtagError as exc:
+        raise click.ClickException(str(exc)) from None
     for name in [*results["precision"], "ensemble"]:
         r = results[name]
         click.echo(f"{name:12s} {split} mAP {r['mAP']:.4f}  micro F1 {r['micro_f1']:.4f}  "

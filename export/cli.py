@@ -1,7 +1,8 @@
 """``hashtag export``: a training run folder -> a verified model bundle and its report.
 
-Only click and the light config module load at import, so ``hashtag export --help`` stays quick; the
-pipeline (onnxruntime quantization, the dataset reader) loads when the command runs.
+Only click and the light config modules load at import, so ``hashtag export --help`` stays quick; the
+pipeline (onnxruntime quantization, the dataset reader) loads when the command runs. Option defaults are
+the config dataclasses' own.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from hashtag.export.config import (
     QuantizationConfig,
 )
 from hashtag.runtime.errors import HashtagError
+from hashtag.train.config import field_defaults
+
+EXPORT, QUANT = field_defaults(ExportConfig), field_defaults(QuantizationConfig)
 
 
 def _split(values: Sequence[str]) -> tuple[str, ...]:
@@ -42,37 +46,41 @@ def _echo(message: str) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Bundle folder to write (manifest.json, ONNX files, export_report.md).")
 @click.option("--models", multiple=True, help="Models to export, comma-separated or repeated (default: all).")
-@click.option("--precisions", default="int8,fp16,fp32", show_default=True,
+@click.option("--precisions", default=",".join(EXPORT["precisions"]), show_default=True,
               help="Precisions to keep in the bundle (FP32 is always built as the reference).")
-@click.option("--calibration-images", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Train-split images for INT8 calibration.")
-@click.option("--calibration", type=click.Choice(CALIBRATION_METHODS), default="minmax", show_default=True,
-              help="Calibration of the first INT8 recipe tried.")
-@click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.99, show_default=True,
-              help="Percentile for --calibration percentile.")
-@click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight quantization granularity.")
-@click.option("--activation-type", type=click.Choice(QUANT_TYPES), default="uint8", show_default=True)
-@click.option("--weight-type", type=click.Choice(QUANT_TYPES), default="int8", show_default=True)
+@click.option("--calibration-images", type=click.IntRange(min=1), default=EXPORT["calibration_images"],
+              show_default=True, help="Train-split images for INT8 calibration.")
+@click.option("--calibration", type=click.Choice(CALIBRATION_METHODS), default=QUANT["calibration"],
+              show_default=True, help="Calibration of the first INT8 recipe tried.")
+@click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=QUANT["percentile"],
+              show_default=True, help="Percentile for --calibration percentile.")
+@click.option("--per-channel/--per-tensor", default=QUANT["per_channel"], show_default=True,
+              help="Weight quantization granularity.")
+@click.option("--activation-type", type=click.Choice(QUANT_TYPES), default=QUANT["activation_type"],
+              show_default=True)
+@click.option("--weight-type", type=click.Choice(QUANT_TYPES), default=QUANT["weight_type"], show_default=True)
 @click.option("--exclude-first-conv", is_flag=True, help="Keep the first conv in float.")
 @click.option("--exclude-head", is_flag=True, help="Keep the dense head in float.")
 @click.option("--exclude-residual-adds", is_flag=True, help="Keep residual Adds in float.")
 @click.option("--exclude-op-type", multiple=True, help="Keep every node of this op type in float (repeatable).")
 @click.option("--exclude-node", multiple=True, help="Keep this node in float (repeatable).")
-@click.option("--quant-search/--no-quant-search", default=True, show_default=True,
+@click.option("--quant-search/--no-quant-search", default=EXPORT["quant_search"], show_default=True,
               help="Also try the other INT8 recipes and keep the best by val mAP, then latency.")
-@click.option("--max-map-drop", type=click.FloatRange(0, 1), default=0.01, show_default=True,
+@click.option("--max-map-drop", type=click.FloatRange(0, 1), default=EXPORT["max_map_drop"], show_default=True,
               help="Largest val mAP loss vs FP32 allowed for INT8/FP16, as a fraction (0.01 = 1 point).")
-@click.option("--on-map-drop", type=click.Choice(ON_MAP_DROP), default="fail", show_default=True,
+@click.option("--on-map-drop", type=click.Choice(ON_MAP_DROP), default=EXPORT["on_map_drop"], show_default=True,
               help="What a larger drop does: fail the export, or warn and write the bundle anyway.")
-@click.option("--val-images", type=click.IntRange(min=1), default=None, help="Use a sample of the val split.")
-@click.option("--parity-images", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--parity-tolerance", type=float, default=1e-4, show_default=True,
+@click.option("--val-images", type=click.IntRange(min=1), default=EXPORT["val_images"],
+              help="Use a sample of the val split.")
+@click.option("--parity-images", type=click.IntRange(min=1), default=EXPORT["parity_images"], show_default=True)
+@click.option("--parity-tolerance", type=float, default=EXPORT["parity_tolerance"], show_default=True,
               help="Largest FP32 |probability difference| vs Keras allowed.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime threads per session.")
-@click.option("--latency-runs", type=click.IntRange(min=MIN_LATENCY_RUNS), default=MIN_LATENCY_RUNS,
+@click.option("--threads", type=click.IntRange(min=1), default=EXPORT["threads"],
+              help="ONNX Runtime threads per session.")
+@click.option("--latency-runs", type=click.IntRange(min=MIN_LATENCY_RUNS), default=EXPORT["latency_runs"],
               show_default=True)
-@click.option("--opset", type=click.IntRange(MIN_OPSET, MAX_OPSET), default=MIN_OPSET, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the image samples.")
+@click.option("--opset", type=click.IntRange(MIN_OPSET, MAX_OPSET), default=EXPORT["opset"], show_default=True)
+@click.option("--seed", type=int, default=EXPORT["seed"], show_default=True, help="Seed for the image samples.")
 def export(run_dir: Path, data_dir: Path, out_dir: Path, models: Sequence[str], precisions: str,
            calibration_images: int, calibration: str, percentile: float, per_channel: bool, activation_type: str,
            weight_type: str, exclude_first_conv: bool, exclude_head: bool, exclude_residual_adds: bool,

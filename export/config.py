@@ -93,7 +93,7 @@ class QuantizationConfig:
 
 DEFAULT_QUANTIZATION = QuantizationConfig()
 
-# The levers the issue lists, cheapest first: the search stops early once a candidate is lossless.
+# The usual levers against INT8 accuracy loss, cheapest first: the search stops early once a candidate is lossless.
 SEARCH_CANDIDATES: tuple[QuantizationConfig, ...] = (
     DEFAULT_QUANTIZATION,
     QuantizationConfig(calibration="percentile"),
@@ -105,13 +105,13 @@ SEARCH_CANDIDATES: tuple[QuantizationConfig, ...] = (
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """Everything ``hashtag export`` does, with the issue's defaults."""
+    """Everything ``hashtag export`` does; the defaults are the CLI's."""
 
     run_dir: Path
     data_dir: Path
     out_dir: Path
     models: tuple[str, ...] | None = None
-    precisions: tuple[str, ...] = ("int8", "fp16", "fp32")
+    precisions: tuple[str, ...] = PRECISIONS
     opset: int = MIN_OPSET
     parity_images: int = 32
     parity_tolerance: float = 1e-4

@@ -207,3 +207,12 @@ def test_top_n_without_any_passing_keyword_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(TableError, match="nothing to choose"):
         select(tmp_path, KeywordFilter(99), top_n=3)
     assert select(tmp_path, KeywordFilter(99, accept_user=True), top_n=3).tags == ("sea",)
+
+
+def test_long_fields_are_read_without_changing_csv_for_the_process(tmp_path: Path) -> None:
+    default = csv.field_size_limit()
+    long_description = "a quoted description\n" * (default // 10)  # well over csv's default field limit
+    write_table(tmp_path / "photos.tsv", PHOTO_HEADER, [photo_row("p1", desc=long_description), photo_row("p2")])
+    photos = read_photos(tmp_path, TableStats())
+    assert [p.photo_id for p in photos] == ["p1", "p2"]
+    assert csv.field_size_limit() == default

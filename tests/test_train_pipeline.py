@@ -16,9 +16,10 @@ from hashtag.runtime.cli import main
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.preprocess import normalize, resize_rgb
+from hashtag.train.config import TrainConfig
 from hashtag.train.dataset import load_dataset
 from hashtag.train.run_folder import select_rows
-from hashtag.train.trainer import TrainConfig, candidates, train
+from hashtag.train.trainer import candidates, train
 from trainkit import TAGS, TinyFactory, make_dataset
 
 CONFIG = TrainConfig(models=("vgg16", "xception"), input_sizes={"vgg16": 32, "xception": 40},

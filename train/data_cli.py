@@ -9,13 +9,16 @@ from typing import Any, TextIO
 import click
 
 from hashtag.runtime.errors import HashtagError
+from hashtag.train.config import field_defaults
 from hashtag.train.dataset import BuildConfig, build_dataset
 from hashtag.train.download import DownloadConfig, RunReport
+from hashtag.train.errors import SettingsError
 from hashtag.train.splits import SPLITS
-from hashtag.train.tables import KeywordFilter
+from hashtag.train.tables import DEFAULT_TAGS, KeywordFilter
 
 LOG_EVERY_S = 10.0  # progress lines when stderr is not a terminal (nohup logs)
 DRAW_EVERY_S = 0.2
+BUILD, KEYWORDS, DOWNLOAD = (field_defaults(c) for c in (BuildConfig, KeywordFilter, DownloadConfig))
 
 
 class ProgressLine:
@@ -75,23 +78,30 @@ def data() -> None:
               help="Folder holding photos.tsv* and keywords.tsv* (or .csv*).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Dataset folder to create or resume.")
-@click.option("--tags", "tags_text", default=None, help="Comma-separated vocabulary (default: the original ten tags).")
-@click.option("--top-n", type=click.IntRange(min=1), default=None,
+@click.option("--tags", "tags_text", default=None,
+              help=f"Comma-separated vocabulary (default: the original ten tags, {','.join(DEFAULT_TAGS)}).")
+@click.option("--top-n", type=click.IntRange(min=1), default=BUILD["top_n"],
               help="Use the N most frequent keywords that pass the filter instead.")
-@click.option("--min-confidence", type=click.FloatRange(0, 100), default=99.0, show_default=True,
-              help="Minimum ai_service_1_confidence for a keyword to count.")
-@click.option("--accept-ai2", is_flag=True, help="Also accept ai_service_2_confidence at the same minimum.")
-@click.option("--accept-user", is_flag=True, help="Also accept keywords with suggested_by_user = t.")
-@click.option("--require-tag", is_flag=True, help="Keep only photos with at least one vocabulary tag.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Build from the first N kept photos only.")
-@click.option("--workers", type=click.IntRange(min=1), default=16, show_default=True, help="Concurrent downloads.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
-              help="Seconds without data before a request fails.")
-@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Retries after timeouts, connection errors and HTTP 5xx (never after 404).")
-@click.option("--max-side", type=click.IntRange(min=32), default=299, show_default=True,
+@click.option("--min-confidence", type=click.FloatRange(0, 100), default=KEYWORDS["min_confidence"],
+              show_default=True, help="Minimum ai_service_1_confidence for a keyword to count.")
+@click.option("--accept-ai2", is_flag=True, default=KEYWORDS["accept_ai2"],
+              help="Also accept ai_service_2_confidence at the same minimum.")
+@click.option("--accept-user", is_flag=True, default=KEYWORDS["accept_user"],
+              help="Also accept keywords with suggested_by_user = t.")
+@click.option("--require-tag", is_flag=True, default=BUILD["require_tag"],
+              help="Keep only photos with at least one vocabulary tag.")
+@click.option("--limit", type=click.IntRange(min=1), default=BUILD["limit"],
+              help="Build from the first N kept photos only.")
+@click.option("--workers", type=click.IntRange(min=1), default=DOWNLOAD["workers"], show_default=True,
+              help="Concurrent downloads.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DOWNLOAD["timeout"],
+              show_default=True, help="Seconds without data before a request fails.")
+@click.option("--retries", type=click.IntRange(min=0), default=DOWNLOAD["retries"], show_default=True,
+              help="Retries after timeouts, connection errors and HTTP 5xx/408/429 (never after 404).")
+@click.option("--max-side", type=click.IntRange(min=32), default=DOWNLOAD["max_side"], show_default=True,
               help="Store images with the shorter side at most this many pixels.")
-@click.option("--retry-failed", is_flag=True, help="Also retry photos that failed permanently in an earlier run.")
+@click.option("--retry-failed", is_flag=True, default=BUILD["retry_failed"],
+              help="Also retry photos that failed permanently in an earlier run.")
 def build(tables: Path, out: Path, tags_text: str | None, top_n: int | None, min_confidence: float,
           accept_ai2: bool, accept_user: bool, require_tag: bool, limit: int | None, workers: int,
           timeout: float, retries: int, max_side: int, retry_failed: bool) -> None:
@@ -99,12 +109,15 @@ def build(tables: Path, out: Path, tags_text: str | None, top_n: int | None, min
     tags = _tags(tags_text)
     if tags is not None and top_n is not None:
         raise click.UsageError("give --tags or --top-n, not both")
-    config = BuildConfig(
-        tables=tables, out=out, tags=tags, top_n=top_n,
-        keyword_filter=KeywordFilter(min_confidence, accept_ai2, accept_user),
-        download=DownloadConfig(workers=workers, timeout=timeout, retries=retries, max_side=max_side),
-        require_tag=require_tag, limit=limit, retry_failed=retry_failed,
-    )
+    try:
+        config = BuildConfig(
+            tables=tables, out=out, tags=tags, top_n=top_n,
+            keyword_filter=KeywordFilter(min_confidence, accept_ai2, accept_user),
+            download=DownloadConfig(workers=workers, timeout=timeout, retries=retries, max_side=max_side),
+            require_tag=require_tag, limit=limit, retry_failed=retry_failed,
+        )
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         meta = build_dataset(config, progress=ProgressLine(sys.stderr))
     except HashtagError as exc:

@@ -28,8 +28,8 @@ from typing import Any, Callable, Iterator, TextIO
 
 import numpy as np
 
-from hashtag.runtime.errors import HashtagError
 from hashtag.train.download import Downloader, DownloadConfig, Job, RunReport
+from hashtag.train.errors import SettingsError, TrainError
 from hashtag.train.fetch import is_url, sized_url
 from hashtag.train.files import atomic_path, write_text_atomically
 from hashtag.train.splits import SPLITS, TEST_FRACTION, VAL_FRACTION, split_of
@@ -45,7 +45,7 @@ PARTIAL_DIR = ".partial"
 LABEL_COLUMNS = ("photo_id", "split", "file")
 
 
-class DatasetError(HashtagError):
+class DatasetError(TrainError):
     """A dataset folder is missing, malformed, or was built with settings that a resume cannot change."""
 
 
@@ -65,9 +65,9 @@ class BuildConfig:
 
     def __post_init__(self) -> None:
         if self.tags is not None and self.top_n is not None:
-            raise ValueError("give tags or top_n, not both")
+            raise SettingsError("give tags or top_n, not both")
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be at least 1, got {self.limit}")
+            raise SettingsError(f"limit must be at least 1, got {self.limit}")
 
 
 @dataclass(frozen=True)

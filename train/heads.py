@@ -7,13 +7,18 @@
 
 A head is a small Keras model whose input is the cached feature (spatial map or pooled vector);
 ``attach_head`` reuses its layers on top of the backbone so the exported model is one flat graph
-from preprocessed pixels to probabilities.
+from preprocessed pixels to probabilities. Keras loads only when a head is built: the catalog of heads
+is read by the light training settings (``config.py``) that the CLI imports.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keras
+from hashtag.train.errors import SettingsError
+
+if TYPE_CHECKING:
+    import keras
 
 OUTPUT_NAME = "probabilities"
 
@@ -54,14 +59,16 @@ HEADS: dict[str, HeadConfig] = {
 
 
 def head_config(name: str) -> HeadConfig:
-    """The head called ``name``; raises ValueError naming the known ones."""
+    """The head called ``name``; raises SettingsError naming the known ones."""
     if name not in HEADS:
-        raise ValueError(f"unknown head {name!r} (known: {', '.join(HEADS)})")
+        raise SettingsError(f"unknown head {name!r} (known: {', '.join(HEADS)})")
     return HEADS[name]
 
 
 def build_head(config: HeadConfig, feature_shape: tuple[int, ...], n_tags: int) -> keras.Model:
     """A head taking one cached feature (without batch axis) to ``n_tags`` sigmoid probabilities."""
+    import keras
+
     inputs = keras.Input(shape=feature_shape, name="features")
     x = inputs if config.pooled else keras.layers.Flatten(name="head_flatten")(inputs)
     if config.input_dropout:
@@ -76,6 +83,8 @@ def build_head(config: HeadConfig, feature_shape: tuple[int, ...], n_tags: int) 
 
 def attach_head(backbone: keras.Model, head: keras.Model, config: HeadConfig, name: str) -> keras.Model:
     """One model from preprocessed NHWC pixels to probabilities: backbone (+ pooling) + the head's layers."""
+    import keras
+
     x = backbone.output
     if config.pooled:
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)

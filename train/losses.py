@@ -9,14 +9,21 @@ keywords rather than true absences. Candidates, compared on validation mAP by th
 - ``focal``: focal loss (Lin et al. 2017, gamma 2) which down-weights examples already right.
 - ``asl``: asymmetric loss (Ridnik et al. 2021: gamma+ 0, gamma- 4, probability margin 0.05), which
   discounts easy and possibly mislabelled negatives - suited to partial labels.
+
+Keras loads only when a loss is made: the names are read by the light training settings (``config.py``).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import keras
 import numpy as np
-from keras import ops
+
+from hashtag.train.errors import SettingsError
+
+if TYPE_CHECKING:
+    import keras
+
+    LossFn = Callable[[keras.KerasTensor, keras.KerasTensor], keras.KerasTensor]
 
 LOSS_NAMES = ("bce", "weighted", "focal", "asl")
 EPSILON = 1e-7
@@ -24,8 +31,6 @@ MAX_POS_WEIGHT = 100.0
 FOCAL_GAMMA = 2.0
 ASL_GAMMA_NEG = 4.0
 ASL_MARGIN = 0.05
-
-LossFn = Callable[[keras.KerasTensor, keras.KerasTensor], keras.KerasTensor]
 
 
 def positive_weights(labels: np.ndarray) -> np.ndarray:
@@ -36,34 +41,35 @@ def positive_weights(labels: np.ndarray) -> np.ndarray:
     return np.clip(neg / np.maximum(pos, 1.0), 1.0 / MAX_POS_WEIGHT, MAX_POS_WEIGHT).astype(np.float32)
 
 
-def _terms(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> tuple:
-    y = ops.cast(y_true, "float32")
-    p = ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0 - EPSILON)
-    return y, p
-
-
 def make_loss(name: str, train_labels: np.ndarray) -> LossFn:
     """The loss called ``name`` (one of LOSS_NAMES); per-sample value is the mean over tags."""
     if name not in LOSS_NAMES:
-        raise ValueError(f"unknown loss {name!r} (known: {', '.join(LOSS_NAMES)})")
+        raise SettingsError(f"unknown loss {name!r} (known: {', '.join(LOSS_NAMES)})")
+    from keras import ops
+
     weights = ops.convert_to_tensor(positive_weights(train_labels))
 
+    def terms(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> tuple:
+        y = ops.cast(y_true, "float32")
+        p = ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0 - EPSILON)
+        return y, p
+
     def bce(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
-        y, p = _terms(y_true, y_pred)
+        y, p = terms(y_true, y_pred)
         return -ops.mean(y * ops.log(p) + (1 - y) * ops.log(1 - p), axis=-1)
 
     def weighted(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
-        y, p = _terms(y_true, y_pred)
+        y, p = terms(y_true, y_pred)
         return -ops.mean(weights * y * ops.log(p) + (1 - y) * ops.log(1 - p), axis=-1)
 
     def focal(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
-        y, p = _terms(y_true, y_pred)
+        y, p = terms(y_true, y_pred)
         pos = y * ops.power(1 - p, FOCAL_GAMMA) * ops.log(p)
         neg = (1 - y) * ops.power(p, FOCAL_GAMMA) * ops.log(1 - p)
         return -ops.mean(pos + neg, axis=-1)
 
     def asl(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
-        y, p = _terms(y_true, y_pred)
+        y, p = terms(y_true, y_pred)
         shifted = ops.maximum(p - ASL_MARGIN, 0.0)
         pos = y * ops.log(p)
         neg = (1 - y) * ops.power(shifted, ASL_GAMMA_NEG) * ops.log(ops.maximum(1 - shifted, EPSILON))

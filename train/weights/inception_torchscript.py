@@ -19,13 +19,15 @@ from typing import Any
 import numpy as np
 
 from hashtag.train.weights.architectures import keras_application, layers_in_graph_order, producers
+from hashtag.train.weights.catalog import NATIVE_SIZE
 from hashtag.train.weights.checks import abs_sum, fact_check, value_check
 from hashtag.train.weights.errors import WeightsError
 from hashtag.train.weights.torchscript import ScriptObject, read_code, read_torchscript
 
 CONVS = 94
 PARAMETERS = 21_802_784
-# Values from issue 4, in Keras HWIO indexing, and the sum of |w| over every conv and batch-norm tensor.
+# Known values of the 2015 graph's first kernel (Keras HWIO indexing) and the sum of |w| over every conv and
+# batch-norm tensor: they pin both the source file and the whole mapping.
 FIRST_KERNEL_CHECKS = (((0, 0, 0, 0), 0.012605551), ((1, 2, 0, 5), -0.010189046))
 ABS_SUM, ABS_SUM_TOL = 372352.46, 0.01
 BN_CALL = re.compile(r"\(\w+, mean, var, (\w+), beta, (\w+), [0-9.eE+-]+, ([0-9.eE+-]+), \)")
@@ -120,8 +122,8 @@ def map_tree(tree: ScriptObject, code: dict[str, str], model: Any) -> list[dict[
 
 
 def build(path: Path) -> tuple[Any, dict[str, Any]]:
-    """Keras InceptionV3 notop (299x299, Keras' average pool in mixed10) with the 2015 weights, and the record."""
-    model = keras_application("inceptionv3", 299)
+    """Keras InceptionV3 notop (native size, Keras' average pool in mixed10) with the 2015 weights, and the record."""
+    model = keras_application("inceptionv3", NATIVE_SIZE["inceptionv3"])
     try:
         checks = map_tree(read_torchscript(path), read_code(path), model)
     except WeightsError as exc:

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from hashtag.train.weights.architectures import keras_application
+from hashtag.train.weights.catalog import NATIVE_SIZE
 from hashtag.train.weights.checks import abs_sum, fact_check, value_check
 from hashtag.train.weights.errors import WeightsError
 
 LAYER_RE = re.compile(r"(block\d_conv\d)")
-# Values of Keras' ImageNet VGG16 (issue 4); they pin both the source and the OIHW -> HWIO transpose.
+# Values of Keras' own ImageNet VGG16 weights; they pin both the source and the OIHW -> HWIO transpose.
 CHECKS = (("block1_conv1", (0, 0, 0, 0), 0.42947057), ("block5_conv3", (0, 2, 0, 400), -0.008714244))
 # sum |w| over all 26 tensors, recorded at the first build (2026-11-29); pins the whole mapping, not 2 values.
 ABS_SUM, ABS_SUM_TOL = 103173.5323, 0.01
@@ -68,9 +69,9 @@ def _check_conv_attrs(path: Path, node: Any) -> None:
 
 
 def build(path: Path) -> tuple[Any, dict[str, Any]]:
-    """Keras VGG16 notop (224x224) with the ONNX file's conv weights, and the mapping record."""
+    """Keras VGG16 notop (native size) with the ONNX file's conv weights, and the mapping record."""
     weights = conv_weights(path)
-    model = keras_application("vgg16", 224)
+    model = keras_application("vgg16", NATIVE_SIZE["vgg16"])
     keras_convs = [layer for layer in model.layers if layer.weights]
     checks = [fact_check("conv layers", sorted(weights), sorted(layer.name for layer in keras_convs))]
     for layer in keras_convs:

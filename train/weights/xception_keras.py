@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hashtag.train.weights.architectures import keras_application
+from hashtag.train.weights.catalog import NATIVE_SIZE
 from hashtag.train.weights.checks import abs_sum, fact_check, value_check
 from hashtag.train.weights.errors import WeightsError
 
@@ -48,7 +49,7 @@ def copy_layers(source: Any, model: Any) -> list[dict[str, Any]]:
 
 
 def build(path: Path) -> tuple[Any, dict[str, Any]]:
-    """Keras Xception notop (299x299) with the saved sub-model's weights, and the mapping record."""
+    """Keras Xception notop (native size) with the saved sub-model's weights, and the mapping record."""
     import keras
 
     try:
@@ -56,7 +57,7 @@ def build(path: Path) -> tuple[Any, dict[str, Any]]:
         source = saved.get_layer(SUBMODEL)
     except (ValueError, TypeError, OSError) as exc:
         raise WeightsError(f"{path}: cannot load the Keras model or its {SUBMODEL!r} sub-model ({exc})") from None
-    model = keras_application("xception", 299)
+    model = keras_application("xception", NATIVE_SIZE["xception"])
     checks = [fact_check("sub-model trainable", bool(source.trainable), False)]
     try:
         checks += copy_layers(source, model)
