@@ -27,6 +27,7 @@ from hashtag.serve.app import create_app
 from hashtag.serve.backend import LocalBackend
 from hashtag.serve.config import ServeConfig
 
+PROVIDER = "cpu"  # every test server and CLI run pins the same engine, so their records can be compared exactly
 START_TIMEOUT_S = 60  # interpreter and imports on a busy 2-core machine (Ray: its processes too)
 
 
@@ -45,7 +46,7 @@ def hashtag_command() -> list[str]:
 @contextmanager
 def thread_server(config: ServeConfig) -> Iterator[str]:
     """The app for ``config`` (its own Tagger and pool) served by uvicorn in a thread; yields its base URL."""
-    tagger = Tagger(config.bundle, provider="cpu", threads=config.threads, models=config.models)
+    tagger = Tagger(config.bundle, provider=PROVIDER, threads=config.threads, models=config.models)
     app = create_app(config, LocalBackend(tagger, config.pool_size))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -103,8 +104,9 @@ class ServeProcess:
 
 
 def cli_records(*args: str) -> list[dict[str, Any]]:
-    """What `hashtag predict --json` prints for these arguments: the records the API must answer."""
-    result = CliRunner().invoke(hashtag_main, ["predict", "--json", *args], catch_exceptions=False)
+    """What `hashtag predict --json` prints for these arguments (ONNX Runtime on CPU, as the test servers run)."""
+    result = CliRunner().invoke(hashtag_main, ["predict", "--json", "--provider", PROVIDER, *args],
+                                catch_exceptions=False)
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-from servekit import ServeProcess, cli_records, jpeg_bytes
+from servekit import PROVIDER, ServeProcess, cli_records, jpeg_bytes
 
 pytestmark = pytest.mark.ray
 RAY_START_S = 180  # Ray's processes, the controller, the proxy and three replicas on a busy 2-core machine
@@ -19,8 +19,9 @@ REQUESTS_PER_CLIENT = 4
 @pytest.fixture(scope="module")
 def ray_server(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     """One local Ray instance for the whole module, stopped with SIGTERM at the end."""
-    server = ServeProcess(tmp_path_factory.mktemp("ray"), ["--ray", "--bundle", str(tiny_bundle), "--replicas", "2",
-                                                           "--max-batch-size", "4", "--log-level", "warning"])
+    args = ["--ray", "--bundle", str(tiny_bundle), "--provider", PROVIDER, "--replicas", "2", "--max-batch-size", "4",
+            "--log-level", "warning"]
+    server = ServeProcess(tmp_path_factory.mktemp("ray"), args)
     try:
         server.wait_ready(RAY_START_S)
         yield server
