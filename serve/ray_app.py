@@ -89,14 +89,18 @@ def application(config: ServeConfig, ray_config: RayConfig) -> Any:
     return Gateway.options(graceful_shutdown_timeout_s=config.timeout_s).bind(tagger, config)
 
 
-def _wait_for_stop() -> int:
-    """Block until SIGINT or SIGTERM; returns which one came."""
-    received: list[int] = []
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda number, _: (received.append(number), stop.set()))
-    stop.wait()
-    return received[0]
+class _StopSignal:
+    """Set by SIGINT or SIGTERM; installed right after ``ray.init``, whose own handler exits at once."""
+
+    def __init__(self) -> None:
+        self.received = threading.Event()
+        self.signum: int = signal.SIGTERM
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signum = signum
+        self.received.set()
 
 
 def serve_on_ray(config: ServeConfig, ray_config: RayConfig, log_level: str) -> None:
@@ -114,17 +118,18 @@ def serve_on_ray(config: ServeConfig, ray_config: RayConfig, log_level: str) -> 
                  logging_level=log_level.upper())
     else:
         ray.init(address=ray_config.address, logging_level=log_level.upper())
+    stop = _StopSignal()
     try:
         serve.start(http_options={"host": config.host, "port": config.port})
         serve.run(application(config, ray_config), name=APP_NAME, route_prefix="/")
         print(f"hashtag serve: Ray Serve app {APP_NAME!r} on http://{config.host}:{config.port} "
               f"({ray_config.replicas} tagger replica(s))", flush=True)
-        stopped_by = _wait_for_stop()
+        stop.received.wait()
     finally:
         if ray_config.address is None:
             serve.shutdown()
         else:
             serve.delete(APP_NAME)
         ray.shutdown()
-    signal.signal(stopped_by, signal.SIG_DFL)
-    signal.raise_signal(stopped_by)  # exit by the signal once drained, as the single process (uvicorn) does
+    signal.signal(stop.signum, signal.SIG_DFL)
+    signal.raise_signal(stop.signum)  # exit by the signal once drained, as the single process (uvicorn) does
