@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
 
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
@@ -11,7 +10,7 @@ from hashtag.bot.handlers import Handlers
 from hashtag.bot.lanes import ChatLanes
 from hashtag.bot.ratelimit import FloodControl
 from hashtag.bot.state import ChatSettings
-from hashtag.runtime.tagger import Tagger
+from hashtag.bot.tagging import PhotoTagger
 
 log = logging.getLogger(__name__)
 
@@ -22,20 +21,22 @@ UNSUPPORTED_MEDIA = (filters.Sticker.ALL | filters.VIDEO | filters.ANIMATION | f
                      | filters.VIDEO_NOTE)
 
 
-def build_application(config: BotConfig, tagger: Tagger, executor: Executor) -> Application:
+def build_application(config: BotConfig, tagger: PhotoTagger) -> Application:
     """An Application that talks to ``config.api_url`` and serves chats concurrently and fairly.
 
-    Inference runs in ``executor`` (owned by the caller); downloads and replies of other chats go on meanwhile.
-    Each chat's updates are handled in order, one at a time (hashtag.bot.lanes); outgoing calls keep to
+    ``tagger`` tags off the event loop (hashtag.bot.tagging); downloads and replies of other chats go on
+    meanwhile. The application starts and closes it. Each chat's updates are handled in order, one at a time (hashtag.bot.lanes); outgoing calls keep to
     Telegram's flood limits (hashtag.bot.ratelimit); per-chat settings persist in ``config.state_file``.
     ConfigError if the state file cannot be used.
     """
 
-    async def announce(app: Application) -> None:
+    async def start(app: Application) -> None:
+        await tagger.start()
         mode = f"webhook {config.webhook.url}" if config.webhook else "long polling"
-        models = ", ".join(f"{m.spec.name} ({m.variant.precision})" for m in tagger.models)
-        log.info("@%s is up (%s via %s): %s on %s, %d inference worker(s)", app.bot.username, mode,
-                 config.api_url, models, tagger.provider, config.workers)
+        log.info("@%s is up (%s via %s), tagging with %s", app.bot.username, mode, config.api_url, tagger.where)
+
+    async def stop(app: Application) -> None:
+        await tagger.close()
 
     builder = (
         Application.builder()
@@ -44,12 +45,13 @@ def build_application(config: BotConfig, tagger: Tagger, executor: Executor) -> 
         .base_file_url(config.base_file_url)
         .concurrent_updates(ChatLanes())
         .rate_limiter(FloodControl(config.message_interval_s))
-        .post_init(announce)
+        .post_init(start)
+        .post_shutdown(stop)
     )
     if config.state_file is not None:
         builder = builder.persistence(ChatSettings(config.state_file))
     app = builder.build()
-    h = Handlers(tagger, executor, config.download_limit)
+    h = Handlers(tagger, config.download_limit)
     app.add_handler(CommandHandler("start", h.start))
     app.add_handler(CommandHandler("help", h.help))
     app.add_handler(CommandHandler("models", h.models))

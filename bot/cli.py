@@ -1,6 +1,8 @@
-"""``hashtag bot``: run the Telegram bot on a model bundle (token from the environment or a file, never argv)."""
+"""``hashtag bot``: run the Telegram bot on a model bundle or a `hashtag serve` (secrets from the environment
+or files, never argv)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,9 +12,12 @@ from telegram.error import InvalidToken, TelegramError
 
 from hashtag.bot.app import build_application, run
 from hashtag.bot.config import (
-    DEFAULT_API_URL, TOKEN_ENV, BotConfig, WebhookConfig, default_state_file, default_workers, read_token,
+    DEFAULT_API_URL, TOKEN_ENV, BotConfig, WebhookConfig, default_state_file, default_workers, read_secret,
+    read_token,
 )
 from hashtag.bot.logs import configure_logging
+from hashtag.bot.remote import RemoteTagger
+from hashtag.bot.tagging import LocalTagger, PhotoTagger
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
 from hashtag.runtime.providers import PROVIDER_CHOICES
@@ -21,6 +26,8 @@ from hashtag.runtime.tagger import Tagger
 log = logging.getLogger("hashtag.bot")
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 WEBHOOK_ONLY = ("listen", "port", "secret_token")
+LOCAL_ONLY = {"bundle_dir": "--bundle", "models_arg": "--models", "provider": "--provider", "workers": "--workers",
+              "threads": "--threads"}  # options of models loaded here, not with --tagger-url
 
 
 @click.command("bot")
@@ -28,6 +35,11 @@ WEBHOOK_ONLY = ("listen", "port", "secret_token")
               help=f"File holding the bot token (default: ${TOKEN_ENV}).")
 @click.option("--api-url", envvar="TELEGRAM_API_URL", default=DEFAULT_API_URL, show_default=True,
               help="Bot API server; set it for a self-hosted one (env TELEGRAM_API_URL).")
+@click.option("--tagger-url", envvar="HASHTAG_TAGGER_URL", default=None,
+              help="Tag photos with the `hashtag serve` at this URL instead of loading models "
+                   "(env HASHTAG_TAGGER_URL).")
+@click.option("--tagger-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="File holding the API key of the --tagger-url server.")
 @bundle_option
 @deprecated_models_dir_option
 @click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
@@ -47,8 +59,8 @@ WEBHOOK_ONLY = ("listen", "port", "secret_token")
 @click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="info", show_default=True)
 @click.pass_context
 def bot(
-    ctx: click.Context, token_file: Path | None, api_url: str, bundle_dir: Path | None, models_arg: str | None,
-    provider: str,
+    ctx: click.Context, token_file: Path | None, api_url: str, tagger_url: str | None, tagger_key_file: Path | None,
+    bundle_dir: Path | None, models_arg: str | None, provider: str,
     workers: int | None, threads: int | None, webhook_url: str | None, listen: str, port: int,
     secret_token: str | None, state_file: Path | None, log_level: str,
 ) -> None:
@@ -57,19 +69,26 @@ def bot(
         given = [p for p in WEBHOOK_ONLY if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
         if given:
             raise click.UsageError(f"--{given[0].replace('_', '-')} needs --webhook-url")
+    if tagger_url is not None:
+        given = [p for p in LOCAL_ONLY if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"{LOCAL_ONLY[given[0]]} is for models loaded here, not with --tagger-url")
+    elif tagger_key_file is not None:
+        raise click.UsageError("--tagger-key-file needs --tagger-url")
     try:
         webhook = WebhookConfig(webhook_url, listen, port, secret_token) if webhook_url else None
         token = read_token(token_file)
-        config = BotConfig(token=token, models=resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0],
+        models = None if tagger_url else resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0]
+        config = BotConfig(token=token, models=models, tagger_url=tagger_url,
+                           tagger_key=read_secret(tagger_key_file, "tagger key") if tagger_key_file else None,
                            api_url=api_url, provider=provider, workers=workers or default_workers(),
                            threads=threads, webhook=webhook, state_file=state_file or default_state_file(token))
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
     formatter = configure_logging(LOG_LEVELS[log_level], config.secrets)
-    with ThreadPoolExecutor(config.workers, thread_name_prefix="hashtag-infer") as executor:
+    with contextlib.ExitStack() as stack:
         try:
-            tagger = Tagger(config.models, provider=config.provider, threads=config.threads)
-            run(build_application(config, tagger, executor), config)
+            run(build_application(config, make_tagger(config, stack)), config)
         except HashtagError as exc:
             raise click.ClickException(str(exc)) from None
         except InvalidToken:
@@ -79,3 +98,11 @@ def bot(
                 f"cannot start the bot with the Bot API at {config.api_url}: {formatter.redact(str(exc))}"
             ) from None
     log.info("stopped")
+
+
+def make_tagger(config: BotConfig, stack: contextlib.ExitStack) -> PhotoTagger:
+    """The remote tagger, or the bundle loaded here with its inference pool (closed by ``stack``)."""
+    if config.tagger_url is not None:
+        return RemoteTagger(config.tagger_url, config.tagger_key)
+    executor = stack.enter_context(ThreadPoolExecutor(config.workers, thread_name_prefix="hashtag-infer"))
+    return LocalTagger(Tagger(config.models, provider=config.provider, threads=config.threads), executor)

@@ -43,13 +43,21 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def read_secret(path: Path, what: str) -> str:
+    """The secret in the file ``path`` (surrounding whitespace dropped); ConfigError if unreadable or empty."""
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the {what} file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not secret:
+        raise ConfigError(f"the {what} file {path} is empty")
+    return secret
+
+
 def read_token(token_file: Path | None, environ: Mapping[str, str] = os.environ) -> str:
     """The bot token from ``token_file`` when given, else from $TELEGRAM_BOT_TOKEN."""
     if token_file is not None:
-        try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the token file {token_file}: {exc.strerror or exc}") from None
+        token = read_secret(token_file, "token")
         source = f"token file {token_file}"
     else:
         token = environ.get(TOKEN_ENV, "").strip()
@@ -87,10 +95,15 @@ class WebhookConfig:
 
 @dataclass(frozen=True)
 class BotConfig:
-    """Everything ``hashtag bot`` needs; ``repr`` never shows the token."""
+    """Everything ``hashtag bot`` needs; ``repr`` never shows the token or the tagger's key.
+
+    Photos are tagged by the bundle ``models`` in this process, or by the `hashtag serve` at ``tagger_url``.
+    """
 
     token: str = field(repr=False)
-    models: Path
+    models: Path | None = None
+    tagger_url: str | None = None
+    tagger_key: str | None = field(default=None, repr=False)
     api_url: str = DEFAULT_API_URL
     provider: str = "auto"
     workers: int = field(default_factory=default_workers)
@@ -107,6 +120,14 @@ class BotConfig:
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ConfigError(f"--api-url must be an http(s) URL such as {DEFAULT_API_URL}, got {self.api_url!r}")
         object.__setattr__(self, "api_url", self.api_url.rstrip("/"))
+        if (self.models is None) == (self.tagger_url is None):
+            raise ConfigError("tag photos either with a model bundle or with a tagger URL, not both or neither")
+        if self.tagger_url is not None:
+            tagger = urlsplit(self.tagger_url)
+            if tagger.scheme not in ("http", "https") or not tagger.netloc or tagger.query or tagger.fragment:
+                raise ConfigError(f"--tagger-url must be the http(s) URL of a hashtag serve, got {self.tagger_url!r}")
+        if self.tagger_key is not None and self.tagger_url is None:
+            raise ConfigError("a tagger API key needs a tagger URL")
         if self.provider not in PROVIDER_CHOICES:
             raise ConfigError(f"unknown provider {self.provider!r} (choose from {', '.join(PROVIDER_CHOICES)})")
         if self.workers < 1:
@@ -132,4 +153,5 @@ class BotConfig:
     def secrets(self) -> tuple[str, ...]:
         """Strings that must never reach a log."""
         extra = (self.webhook.secret_token,) if self.webhook and self.webhook.secret_token else ()
-        return (self.token, *extra)
+        key = (self.tagger_key,) if self.tagger_key else ()
+        return (self.token, *extra, *key)

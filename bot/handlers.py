@@ -1,10 +1,10 @@
-"""The bot's update handlers: download a photo, run the ensemble off the event loop, reply to that message."""
+"""The bot's update handlers: download a photo, tag it off the event loop, reply to that message."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from concurrent.futures import Executor
+import mimetypes
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from telegram import Message, Update
@@ -13,9 +13,9 @@ from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from hashtag.bot import replies
+from hashtag.bot.tagging import PhotoTagger, TaggerUnavailable
 from hashtag.runtime.errors import ImageError
 from hashtag.runtime.images import IMAGE_SUFFIXES
-from hashtag.runtime.tagger import Prediction, Tagger
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -24,6 +24,7 @@ TYPING_REFRESH_S = 4.0  # Telegram shows a chat action for 5 s
 RETRIES = 3
 RETRY_DELAY_S = 0.5
 THRESHOLD_KEY = "threshold"
+PHOTO_TYPE = "image/jpeg"  # Telegram sends compressed photos as JPEG
 
 
 async def with_retries(call: Callable[[], Awaitable[T]], what: str) -> T:
@@ -73,12 +74,16 @@ def is_image_document(mime_type: str | None, file_name: str | None) -> bool:
     return suffix in IMAGE_SUFFIXES
 
 
-class Handlers:
-    """Handlers bound to one tagger and one inference executor (shared by every chat)."""
+def image_media_type(mime_type: str | None, file_name: str | None) -> str:
+    """The media type of an image document: as declared, else from its file name."""
+    return (mime_type or mimetypes.guess_type(file_name or "")[0] or PHOTO_TYPE).lower()
 
-    def __init__(self, tagger: Tagger, executor: Executor, download_limit: int) -> None:
+
+class Handlers:
+    """Handlers bound to one tagger (shared by every chat)."""
+
+    def __init__(self, tagger: PhotoTagger, download_limit: int) -> None:
         self.tagger = tagger
-        self.executor = executor
         self.download_limit = download_limit
 
     async def start(self, update: Update, context: Context) -> None:
@@ -91,7 +96,11 @@ class Handlers:
 
     async def models(self, update: Update, context: Context) -> None:
         """List the models and the tags they know."""
-        await update.effective_message.reply_text(replies.models_text(self.tagger))
+        try:
+            text = replies.models_text(await self.tagger.ensemble())
+        except TaggerUnavailable:
+            text = replies.TAGGER_UNAVAILABLE
+        await update.effective_message.reply_text(text)
 
     async def threshold(self, update: Update, context: Context) -> None:
         """Show or set this chat's score threshold."""
@@ -112,22 +121,22 @@ class Handlers:
         """Tag the largest size of a compressed photo (each photo of an album arrives on its own)."""
         message = update.effective_message
         largest = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
-        await self._tag(message, context, largest.file_id, largest.file_size)
+        await self._tag(message, context, largest.file_id, largest.file_size, PHOTO_TYPE)
 
     async def document(self, update: Update, context: Context) -> None:
         """Tag an image sent as a file; refuse other files before downloading anything."""
         message = update.effective_message
         doc = message.document
         if not is_image_document(doc.mime_type, doc.file_name):
-            await message.reply_text(replies.not_an_image(doc.mime_type, doc.file_name), do_quote=True)
+            await self._answer(message, replies.not_an_image(doc.mime_type, doc.file_name))
             return
-        await self._tag(message, context, doc.file_id, doc.file_size)
+        await self._tag(message, context, doc.file_id, doc.file_size, image_media_type(doc.mime_type, doc.file_name))
 
     async def unsupported_media(self, update: Update, context: Context) -> None:
         """Explain that stickers, videos, voice and audio are not tagged."""
         message = update.effective_message
         kind = next((k for k in replies.MEDIA_NAMES if getattr(message, k, None)), "that")
-        await message.reply_text(replies.unsupported_media(kind), do_quote=True)
+        await self._answer(message, replies.unsupported_media(kind))
 
     async def text(self, update: Update, context: Context) -> None:
         """Answer plain text with what the bot expects."""
@@ -153,10 +162,16 @@ class Handlers:
         except TelegramError as exc:
             log.warning("could not tell chat %s about the failure: %s", message.chat_id, exc)
 
-    async def _tag(self, message: Message, context: Context, file_id: str, declared_size: int | None) -> None:
-        """Download one image, run the ensemble in the executor and reply with hashtags or a specific refusal."""
+    @staticmethod
+    async def _answer(message: Message, text: str) -> None:
+        """Reply to ``message``, retrying transient failures."""
+        await with_retries(lambda: message.reply_text(text, do_quote=True), "sendMessage")
+
+    async def _tag(self, message: Message, context: Context, file_id: str, declared_size: int | None,
+                   media_type: str) -> None:
+        """Download one image, tag it and reply with hashtags or a specific refusal."""
         if declared_size and declared_size > self.download_limit:
-            await message.reply_text(replies.too_big(declared_size, self.download_limit), do_quote=True)
+            await self._answer(message, replies.too_big(declared_size, self.download_limit))
             return
         async with typing_action(message):
             try:
@@ -164,21 +179,20 @@ class Handlers:
             except BadRequest as exc:
                 if "too big" not in exc.message.lower():
                     raise
-                await message.reply_text(replies.too_big(declared_size, self.download_limit), do_quote=True)
+                await self._answer(message, replies.too_big(declared_size, self.download_limit))
                 return
             if tg_file.file_size and tg_file.file_size > self.download_limit:
-                await message.reply_text(replies.too_big(tg_file.file_size, self.download_limit), do_quote=True)
+                await self._answer(message, replies.too_big(tg_file.file_size, self.download_limit))
                 return
             data = await with_retries(tg_file.download_as_bytearray, "download")
             try:
-                prediction = await self._predict(bytes(data))
+                prediction = await self.tagger.predict(bytes(data), media_type)
             except ImageError as exc:
-                await message.reply_text(replies.unreadable(exc.reason), do_quote=True)
+                await self._answer(message, replies.unreadable(exc.reason))
+                return
+            except TaggerUnavailable as exc:
+                log.warning("photo in chat %s not tagged: %s", message.chat_id, exc)
+                await self._answer(message, replies.TAGGER_UNAVAILABLE)
                 return
         text = replies.prediction_text(prediction, context.chat_data.get(THRESHOLD_KEY))
-        await with_retries(lambda: message.reply_text(text, do_quote=True), "sendMessage")
-
-    async def _predict(self, data: bytes) -> Prediction:
-        """Decode and run the ensemble in the executor so the event loop keeps serving other chats."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.tagger.predict_one, data)
+        await self._answer(message, text)

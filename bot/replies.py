@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from hashtag.runtime.tagger import Prediction, Tagger
+from hashtag.bot.tagging import Ensemble
+from hashtag.runtime.tagger import Prediction
 
 MAX_MESSAGE_LENGTH = 4096  # Telegram's limit for one text message
 # Decodable by the runtime (Pillow); other image/* types get a specific refusal.
@@ -46,6 +47,7 @@ START = "Hi! I suggest hashtags for photos.\n\n" + HELP
 TEXT = "I only understand photos. Send me a photo (or an image file) and I will suggest hashtags for it."
 UNKNOWN_COMMAND = "I don't know that command. /help lists what I can do."
 INTERNAL_ERROR = "Sorry, something went wrong on my side while handling that. Please send it again in a minute."
+TAGGER_UNAVAILABLE = "Sorry, my tagging service is not answering right now. Please try again in a few minutes."
 
 
 def human_size(n_bytes: int) -> str:
@@ -66,14 +68,14 @@ def start_text(limit: int) -> str:
     return START.format(limit=human_size(limit))
 
 
-def models_text(tagger: Tagger) -> str:
+def models_text(ensemble: Ensemble) -> str:
     """The /models answer: each model, its input size and precision, and the tags of the bundle."""
     lines = ["Models in the ensemble:"]
-    for m in tagger.models:
-        lines.append(f"• {m.spec.name} ({m.spec.input_size}×{m.spec.input_size}, {m.variant.precision})")
+    for m in ensemble.models:
+        lines.append(f"• {m.name} ({m.input_size}×{m.input_size}, {m.precision})")
     lines.append("")
-    lines.append(f"Hashtags I know ({len(tagger.bundle.tags)}):")
-    lines.append(" ".join(_tag(t) for t in tagger.bundle.tags))
+    lines.append(f"Hashtags I know ({len(ensemble.tags)}):")
+    lines.append(" ".join(_tag(t) for t in ensemble.tags))
     return _fit("\n".join(lines))
 
 

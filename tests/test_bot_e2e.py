@@ -16,6 +16,7 @@ from telegram.ext import Application
 from hashtag.bot import replies
 from hashtag.bot.app import ALLOWED_UPDATES, build_application
 from hashtag.bot.config import BotConfig
+from hashtag.bot.tagging import LocalTagger
 from hashtag.benchmarks.fake_bot_api import RESET, FakeBotApi, FloodRules
 from hashtag.runtime import Tagger
 from tinybundle import make_photo
@@ -64,7 +65,7 @@ async def bot_and_api(tagger: Tagger) -> AsyncIterator[tuple[FakeBotApi, Applica
         config = BotConfig(token=TOKEN, models=tagger.bundle.root, api_url=api.url, workers=2,
                            message_interval_s=MESSAGE_INTERVAL_S)
         with ThreadPoolExecutor(config.workers) as executor:
-            async with polling_app(build_application(config, tagger, executor)) as app:
+            async with polling_app(build_application(config, LocalTagger(tagger, executor))) as app:
                 yield api, app
 
 
@@ -289,7 +290,7 @@ def test_stopping_finishes_a_reply_in_flight(tagger: Tagger, photo: Callable[...
             config = BotConfig(token=TOKEN, models=tagger.bundle.root, api_url=api.url, workers=1,
                                message_interval_s=MESSAGE_INTERVAL_S)
             with ThreadPoolExecutor(1) as executor:
-                async with polling_app(build_application(config, tagger, executor)):
+                async with polling_app(build_application(config, LocalTagger(tagger, executor))):
                     msg = api.send_photo(70, data)
                     api.slow_file(msg["photo"][-1]["file_id"], 1.0)
                     await api.wait_for(lambda: bool(api.calls("getFile")), REPLY_TIMEOUT)

@@ -11,10 +11,11 @@ import pytest
 
 from hashtag.bot import replies
 from hashtag.bot.config import BotConfig, ConfigError, WebhookConfig, default_state_file, read_token
-from hashtag.bot.handlers import is_image_document
+from hashtag.bot.handlers import image_media_type, is_image_document
 from hashtag.bot.logs import REDACTED, RedactingFormatter
+from hashtag.bot.remote import prediction_from_record
 from hashtag.bot.state import ChatSettings
-from hashtag.runtime.errors import HashtagError
+from hashtag.runtime.errors import HashtagError, ImageError
 from hashtag.runtime.tagger import ModelPrediction, Prediction
 
 TOKEN = "123456:ABC-def_ghiJKL"
@@ -173,3 +174,29 @@ def test_chat_settings_refuse_a_row_that_is_not_settings(tmp_path: Path) -> None
         db.execute("INSERT INTO chat_data VALUES (1, '[1, 2]')")
     with pytest.raises(ConfigError, match=re.escape(f"the state file {path} is corrupt")):
         ChatSettings(path)
+
+
+def test_a_served_record_is_the_prediction_it_was_made_from() -> None:
+    assert prediction_from_record(prediction().to_json()) == prediction()
+    with pytest.raises(ImageError) as info:
+        prediction_from_record({"image": "image-0", "error": "not an image (cannot identify image file)"})
+    assert info.value.reason == "not an image (cannot identify image file)"
+
+
+@pytest.mark.parametrize("mime, name, expected", [
+    ("image/PNG", "x.jpg", "image/png"), (None, "photo.webp", "image/webp"), (None, "photo.tif", "image/tiff"),
+    (None, None, "image/jpeg"),
+])
+def test_image_media_type(mime: str | None, name: str | None, expected: str) -> None:
+    assert image_media_type(mime, name) == expected
+
+
+def test_a_tagger_url_and_its_key(tmp_path: Path) -> None:
+    config = BotConfig(token=TOKEN, tagger_url="http://tagger:8000/", tagger_key="k3y")
+    assert config.secrets == (TOKEN, "k3y") and "k3y" not in repr(config)
+    for kwargs, message in [({}, "either with a model bundle or with a tagger URL"),
+                            ({"models": tmp_path, "tagger_url": "http://t"}, "not both or neither"),
+                            ({"tagger_url": "tagger:8000"}, "--tagger-url must be the http(s) URL"),
+                            ({"models": tmp_path, "tagger_key": "k"}, "a tagger API key needs a tagger URL")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            BotConfig(token=TOKEN, **kwargs)
