@@ -32,6 +32,7 @@ from hashtag.train.losses import make_loss
 from hashtag.train.metrics import mean_average_precision
 from hashtag.train.progress import Progress
 from hashtag.train.run_folder import EVAL_SPLITS, RUN_VERSION, Predictions, RunFolder, used_rows
+from hashtag.train.splits import SPLITS
 
 ASSEMBLY_TOLERANCE = 0.02  # max |p_full - p_head| on a few val photos; float16 spatial caches differ slightly
 ASSEMBLY_PHOTOS = 4
@@ -177,7 +178,7 @@ class Trainer:
                  cache_dir: Path, progress: bool = True) -> None:
         self.dataset, self.out, self.config = dataset, RunFolder(out), config
         self.backbone_factory, self.cache_dir, self.progress = backbone_factory, Path(cache_dir), progress
-        self.records = {s: dataset.split(s) for s in ("train", "val", "test")}
+        self.records = {s: dataset.split(s) for s in SPLITS}
         for split, recs in self.records.items():
             if not recs:
                 raise TrainError(f"dataset {dataset.root} has no {split} photos")
@@ -220,7 +221,7 @@ class Trainer:
         views = max(c.views for c in grid)
         kinds = ("pooled", "spatial") if spatial else ("pooled",)
         stats: dict[str, ExtractStats] = {}
-        for split in ("train", "val", "test"):
+        for split in SPLITS:
             stats[split] = cache.ensure(split, self.records[split], self.rows[split], 0, kinds)
         for view in range(1, views + 1):
             stats[f"train-v{view}"] = cache.ensure("train", self.records["train"], self.rows["train"], view)
