@@ -86,7 +86,10 @@ def application(config: ServeConfig, ray_config: RayConfig) -> Any:
         ray_actor_options={"num_cpus": ray_config.replica_cpus},
         graceful_shutdown_timeout_s=config.timeout_s,
     ).bind(config, ray_config)
-    return Gateway.options(graceful_shutdown_timeout_s=config.timeout_s).bind(tagger, config)
+    return Gateway.options(
+        max_ongoing_requests=2 * ray_config.replicas * ray_config.max_batch_size,  # enough to fill every batch
+        graceful_shutdown_timeout_s=config.timeout_s,
+    ).bind(tagger, config)
 
 
 class _StopSignal:
