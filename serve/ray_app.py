@@ -109,7 +109,8 @@ class _StopSignal:
 def serve_on_ray(config: ServeConfig, ray_config: RayConfig, log_level: str) -> None:
     """Deploy on the cluster at ``ray_config.address`` (or a local one started here) until SIGINT/SIGTERM.
 
-    Ray Serve drains the requests in flight when the app is deleted (``graceful_shutdown_timeout_s``).
+    On a signal the app is deleted first, which lets every replica finish its requests in flight
+    (up to ``graceful_shutdown_timeout_s``), and only then is Serve (on a local cluster) shut down.
     """
     bundle = load_bundle(config.bundle)  # fail fast here, not in every replica
     for name in config.models or ():
@@ -129,10 +130,9 @@ def serve_on_ray(config: ServeConfig, ray_config: RayConfig, log_level: str) -> 
               f"({ray_config.replicas} tagger replica(s))", flush=True)
         stop.received.wait()
     finally:
+        serve.delete(APP_NAME)  # blocks while the replicas drain; the proxy keeps relaying their answers
         if ray_config.address is None:
             serve.shutdown()
-        else:
-            serve.delete(APP_NAME)
         ray.shutdown()
     signal.signal(stop.signum, signal.SIG_DFL)
     signal.raise_signal(stop.signum)  # exit by the signal once drained, as the single process (uvicorn) does

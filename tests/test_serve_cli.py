@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,16 @@ def test_sigterm_finishes_the_request_in_flight_and_the_key_is_never_logged(
         big = [("image", (f"big{i}.jpg", jpeg_bytes(4000, 3000, seed=i), "image/jpeg")) for i in range(6)]
         result: dict[str, Any] = {}
         thread = threading.Thread(target=lambda: result.update(
-            answer=httpx.post(server.url + "/v1/tags", files=big, headers=auth, timeout=60)))
+            answer=httpx.post(server.url + "/v1/tags", files=big, headers=auth, timeout=60), done_at=time.monotonic()))
         thread.start()
-        threading.Event().wait(0.5)  # the upload is in, the only worker is decoding
+        threading.Event().wait(0.3)  # the upload is in, the only worker is decoding
+        signalled_at = time.monotonic()
         code = server.stop()
         thread.join(60)
     finally:
         server.stop()
     assert code == -signal.SIGTERM, server.output()  # drained, then exits by the signal (as uvicorn does)
+    assert result["done_at"] > signalled_at  # the answer came after the signal: it was in flight
     answer = result["answer"]
     assert answer.status_code == 200 and [r["image"] for r in answer.json()["results"]] == [f"big{i}.jpg" for i in range(6)]
     with pytest.raises(httpx.ConnectError):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -101,3 +103,20 @@ def test_models_health_and_page(ray_server: ServeProcess) -> None:
     page = httpx.get(ray_server.url + "/")
     assert page.status_code == 200 and "/static/app.js" in page.text
     assert httpx.get(ray_server.url + "/static/app.js").status_code == 200
+
+
+def test_sigterm_drains_the_request_in_flight(ray_server: ServeProcess) -> None:
+    """Last in this module: it stops the server (the fixture then only collects its exit code)."""
+    big = [("image", (f"big{i}.jpg", jpeg_bytes(4000, 3000, seed=i), "image/jpeg")) for i in range(6)]
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(
+        answer=httpx.post(ray_server.url + "/v1/tags", files=big, timeout=120), done_at=time.monotonic()))
+    thread.start()
+    threading.Event().wait(0.3)  # uploaded; the replicas are decoding
+    signalled_at = time.monotonic()
+    assert ray_server.stop(120) == -signal.SIGTERM
+    thread.join(120)
+    assert result["done_at"] > signalled_at  # the answer came after the signal: it was in flight
+    answer = result["answer"]
+    assert answer.status_code == 200, answer.text
+    assert [r["image"] for r in answer.json()["results"]] == [f"big{i}.jpg" for i in range(6)]
