@@ -6,22 +6,28 @@ node (install hashtag the same way everywhere, or point $HASHTAG_MODELS at the s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Any, Sequence
 
 import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from hashtag.models import default_bundle
 from hashtag.runtime.manifest import load_bundle
+from hashtag.runtime.options import parse_model_names
 from hashtag.runtime.selection import Selection
 from hashtag.runtime.tagger import Tagger
 from hashtag.serve.app import create_app
+from hashtag.serve.auth import read_api_key
 from hashtag.serve.catalog import models_document
 from hashtag.serve.config import MB, RayConfig, ServeConfig, cpu_count
+from hashtag.serve.errors import ConfigError
 from hashtag.serve.tagging import Record, Upload, tag_uploads
 
 APP_NAME = "hashtag"
@@ -85,11 +91,36 @@ def application(config: ServeConfig, ray_config: RayConfig) -> Any:
         max_ongoing_requests=2 * ray_config.max_batch_size,  # one batch running, the next one filling
         ray_actor_options={"num_cpus": ray_config.replica_cpus},
         graceful_shutdown_timeout_s=config.timeout_s,
-    ).bind(config, ray_config)
+    ).bind(dataclasses.replace(config, api_key=None), ray_config)  # only the gateway checks (and holds) the key
     return Gateway.options(
         max_ongoing_requests=2 * ray_config.replicas * ray_config.max_batch_size,  # enough to fill every batch
         graceful_shutdown_timeout_s=config.timeout_s,
     ).bind(tagger, config)
+
+
+BUILDER_ARGS = ("bundle", "models", "api_key_file", "max_upload_mb", "max_images", "timeout_s", "replicas",
+                "max_batch_size")
+
+
+def configs_from_args(args: dict[str, Any]) -> tuple[ServeConfig, RayConfig]:
+    """The settings from a Serve config's ``args`` (strings or numbers; every one optional)."""
+    unknown = sorted(set(args) - set(BUILDER_ARGS))
+    if unknown:
+        raise ConfigError(f"unknown argument {unknown[0]!r} (known: {', '.join(BUILDER_ARGS)})")
+    numbers = {"max_upload_mb": float, "max_images": int, "timeout_s": float}
+    config = ServeConfig(bundle=Path(args.get("bundle") or default_bundle()),
+                         models=parse_model_names(args.get("models")),
+                         api_key=read_api_key(Path(args["api_key_file"])) if args.get("api_key_file") else None,
+                         **{k: cast(args[k]) for k, cast in numbers.items() if k in args})
+    return config, RayConfig(**{k: int(args[k]) for k in ("replicas", "max_batch_size") if k in args})
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """For ``serve run`` and KubeRay's RayService: ``import_path: hashtag.serve.ray_app:app_builder``.
+
+    Host and port come from Serve's own ``http_options`` there; ``args`` as in ``configs_from_args``.
+    """
+    return application(*configs_from_args(args))
 
 
 class _StopSignal:

@@ -120,3 +120,24 @@ def test_sigterm_drains_the_request_in_flight(ray_server: ServeProcess) -> None:
     answer = result["answer"]
     assert answer.status_code == 200, answer.text
     assert [r["image"] for r in answer.json()["results"]] == [f"big{i}.jpg" for i in range(6)]
+
+
+def test_app_builder_for_serve_run_and_kuberay(tiny_bundle: Path, tmp_path: Path) -> None:
+    from ray import serve
+
+    from hashtag.runtime.errors import HashtagError
+    from hashtag.serve.ray_app import app_builder, configs_from_args
+
+    key = tmp_path / "key"
+    key.write_text("k3y\n")
+    config, ray_config = configs_from_args({"bundle": str(tiny_bundle), "models": "vgg16, xception",
+                                            "api_key_file": str(key), "max_upload_mb": "5", "replicas": "3",
+                                            "max_batch_size": 4})
+    assert (config.bundle, config.models, config.api_key, config.max_upload_bytes) == (
+        tiny_bundle, ("vgg16", "xception"), "k3y", 5 * 1024 * 1024)
+    assert (ray_config.replicas, ray_config.max_batch_size) == (3, 4)
+    assert isinstance(app_builder({"bundle": str(tiny_bundle)}), serve.Application)
+    with pytest.raises(HashtagError, match="unknown argument 'replica'"):
+        configs_from_args({"replica": 2})
+    with pytest.raises(HashtagError, match="replicas must be at least 1"):
+        configs_from_args({"replicas": 0})
