@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from hashtag.benchmarks.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
 
 SIZES = ((449, 299), (299, 449))
 TABLE_SIZE = {(449, 299): (4490, 2990), (299, 449): (2990, 4490)}  # original sizes in the table -> ?w=449/299
@@ -118,30 +119,6 @@ def write_tables(folder: Path, server: LatencyServer, n: int) -> Path:
     return folder
 
 
-def _status_mb(field: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Restart the kernel's high-water mark (Linux >= 4.0), so the peak covers the build, not the imports."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def peak_rss_mb() -> float:
-    """VmHWM (resettable) where /proc has it, else ru_maxrss (KiB on Linux)."""
-    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def child(mode: str, tables: Path, out: Path, workers: int) -> dict[str, Any]:
     """One measured build in this (fresh) process; prints nothing, returns the numbers."""
     from hashtag.train.dataset import BuildConfig, build_dataset, image_relpath
@@ -150,7 +127,7 @@ def child(mode: str, tables: Path, out: Path, workers: int) -> dict[str, Any]:
     from hashtag.train.store import encode_image, write_atomically
     from hashtag.train.tables import KeywordFilter, select
 
-    baseline = _status_mb("VmRSS") or peak_rss_mb()
+    baseline = current_rss_mb()
     peak_is_build_only = reset_peak_rss()
     start = time.perf_counter()
     if mode == "concurrent":
@@ -172,7 +149,7 @@ def child(mode: str, tables: Path, out: Path, workers: int) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     return {"mode": mode, "workers": workers if mode == "concurrent" else 1, "stored": stored, "failed": failed,
             "seconds": round(seconds, 2), "images_per_s": round(stored / seconds, 1),
-            "rss_after_imports_mb": round(baseline, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+            "rss_after_imports_mb": round(baseline or 0.0, 1), "peak_rss_mb": round(peak_rss_mb() or 0.0, 1),
             "peak_covers_build_only": peak_is_build_only,
             "tensorflow_loaded": any(m.split(".")[0] == "tensorflow" for m in sys.modules)}
 

@@ -10,7 +10,7 @@ import click
 
 from hashtag.benchmarks import report
 from hashtag.benchmarks.photos import write_photos
-from hashtag.benchmarks.runner import BenchConfig, run_benchmark
+from hashtag.benchmarks.runner import PHOTO_SIZES, BenchConfig, run_benchmark
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.images import IMAGE_SUFFIXES, find_images
 from hashtag.runtime.manifest import PRECISIONS
@@ -19,9 +19,11 @@ from hashtag.runtime.providers import PROVIDER_CHOICES
 
 SYNTHETIC = {"count": 8, "size": (1280, 960)}
 # --quick: a smoke run for tests and CI; explicit options still win.
-QUICK = {"rounds": 2, "runs": 5, "warmup": 1, "throughput_images": 8, "e2e_repeats": 1, "budget_s": 2.0}
+QUICK = {"rounds": 2, "runs": 5, "warmup": 1, "throughput_images": 8, "e2e_repeats": 1, "budget_s": 2.0,
+         "photo_sizes": ((640, 480), (160, 120)), "photo_count": 3, "e2e_photos": 3}
 QUICK_SYNTHETIC = {"count": 3, "size": (160, 120)}
-DEFAULTS = {"rounds": 3, "runs": 30, "warmup": 3, "throughput_images": 32, "e2e_repeats": 3, "budget_s": 10.0}
+DEFAULTS = {"rounds": 3, "runs": 30, "warmup": 3, "throughput_images": 32, "e2e_repeats": 3, "budget_s": 10.0,
+            "photo_sizes": PHOTO_SIZES, "photo_count": 100, "e2e_photos": 16}
 
 
 def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
@@ -32,6 +34,18 @@ def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     if not sizes or any(s < 1 for s in sizes) or 1 not in sizes:
         raise click.BadParameter(f"batch sizes must be positive and include 1, got {value!r}")
     return tuple(sorted(set(sizes)))
+
+
+def _photo_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[tuple[int, int], ...] | None:
+    if value is None:
+        return None
+    try:
+        sizes = tuple((int(w), int(h)) for w, h in (v.lower().split("x") for v in value.split(",") if v.strip()))
+    except ValueError:
+        raise click.BadParameter(f"expected sizes like 4000x3000,320x240, got {value!r}") from None
+    if len(sizes) < 2 or any(min(s) < 1 for s in sizes):
+        raise click.BadParameter(f"give at least two positive sizes, largest first, got {value!r}")
+    return sizes
 
 
 def _images(folder: Path | None, quick: bool, tmp: Path) -> tuple[tuple[Path, ...], dict[str, Any]]:
@@ -77,20 +91,28 @@ def _progress(message: str) -> None:
 @click.option("--e2e-images", type=click.IntRange(min=2), default=100, show_default=True,
               help="Images for the end-to-end `hashtag predict` run.")
 @click.option("--skip-e2e", is_flag=True, help="Do not time the `hashtag predict` subprocesses.")
+@click.option("--photo-sizes", default=None, callback=_photo_sizes,
+              help="Photo sizes, largest first, for the end-to-end rows and `hashtag predict FOLDER` "
+                   "[4000x3000,1280x960,320x240; quick 640x480,160x120].")
+@click.option("--photo-count", type=click.IntRange(min=1), default=None,
+              help="Photos per size (the same photo, generated at run time) [100; quick 3].")
 @click.option("--quick", is_flag=True, help="A short smoke run (fewer rounds, runs and smaller photos).")
 def bench(
     bundle_dir: Path | None, models_arg: str | None, images_dir: Path | None, out_dir: Path | None, provider: str,
     precisions: tuple[str, ...], threads: int | None, rounds: int | None, runs: int | None, budget_s: float | None,
     warmup: int | None, batch_sizes: tuple[int, ...], keras_run: Path | None, e2e_images: int, skip_e2e: bool,
-    quick: bool,
+    photo_sizes: tuple[tuple[int, int], ...] | None, photo_count: int | None, quick: bool,
 ) -> None:
     """Benchmark every model and the ensemble, per precision and provider, interleaved in rounds.
 
-    Prints a table and a summary (INT8/FP32 and INT8/Keras ensemble latency ratios, `hashtag predict`
-    cold start); with --out also writes JSON, CSV and a PNG plot.
+    Also times decode + preprocess + ensemble end to end on photos of several sizes, OpenVINO on the same
+    files when it is installed, and `hashtag predict` in fresh processes. Prints a table and a summary
+    (ensemble latency ratios INT8/FP32, INT8/Keras and default path/OpenVINO; `hashtag predict` cold start,
+    wall time on large vs small photos and peak RSS); with --out also writes JSON, CSV, Markdown and a PNG plot.
     """
     preset = QUICK if quick else DEFAULTS
-    given = {"rounds": rounds, "runs": runs, "warmup": warmup, "budget_s": budget_s}
+    given = {"rounds": rounds, "runs": runs, "warmup": warmup, "budget_s": budget_s, "photo_sizes": photo_sizes,
+             "photo_count": photo_count}
     settings = {**preset, **{k: v for k, v in given.items() if v is not None}}
     with tempfile.TemporaryDirectory(prefix="hashtag-bench-") as tmp:
         images, images_meta = _images(images_dir, quick, Path(tmp))
@@ -103,7 +125,7 @@ def bench(
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         try:
-            result = run_benchmark(config, images_meta, _progress)
+            result = run_benchmark(config, images_meta, _progress, Path(tmp))
         except HashtagError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(report.render_text(result))

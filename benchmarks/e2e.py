@@ -1,8 +1,9 @@
 """End-to-end cost of the CLI as users pay it: `hashtag predict` in a fresh process, wall time and peak RSS.
 
-After one untimed run that warms the file cache, three commands are repeated round-robin:
+After one untimed run that warms the file cache, the commands are repeated round-robin:
 `hashtag models` (interpreter + imports + manifest), `hashtag predict` on one image (cold start: that
-plus session creation and one prediction) and on N images; their differences show where the time goes.
+plus session creation and one prediction) and on N images, whose differences show where the time goes,
+then `hashtag predict --json` on folders of the same photo at several sizes (wall time and peak RSS).
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
+
+from hashtag.benchmarks.memory import peak_rss_mb
 
 TIMEOUT_S = 600.0
 STDERR_TAIL = 400
@@ -44,19 +47,6 @@ def hashtag_command() -> list[str]:
     return [sys.executable, "-c", "from hashtag.runtime.cli import main; main()"]
 
 
-def _vm_hwm_mb(pid: int) -> float | None:
-    """The process's peak RSS so far (VmHWM, Linux). Unlike wait4's ru_maxrss it starts afresh at exec,
-    so it is not inflated by the RSS of the benchmark process that spawned it."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / 1e6
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def run_timed(cmd: Sequence[str], timeout_s: float = TIMEOUT_S) -> Timed:
     """Run ``cmd`` with stdout discarded: wall time from spawn to exit, and its peak RSS sampled every 20 ms."""
     with tempfile.TemporaryFile() as err:
@@ -72,7 +62,7 @@ def run_timed(cmd: Sequence[str], timeout_s: float = TIMEOUT_S) -> Timed:
         waiter.start()
         peak: float | None = None
         while waiter.is_alive() and time.perf_counter() - start < timeout_s:
-            hwm = _vm_hwm_mb(proc.pid)
+            hwm = peak_rss_mb(proc.pid)
             if hwm is not None:
                 peak = max(peak or 0.0, hwm)
             waiter.join(HWM_INTERVAL_S)
@@ -91,8 +81,10 @@ def _spread(values: Sequence[float]) -> dict[str, Any]:
 
 def measure_cli(
     bundle: Path, images: Sequence[Path], many: int, repeats: int, threads: int | None, provider: str,
+    folders: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """Time `hashtag models`, `hashtag predict IMG` and `hashtag predict IMG x many` ``repeats`` times each."""
+    """Time `hashtag models`, `hashtag predict IMG`, `hashtag predict IMG x many` and, for each of
+    ``folders`` (label -> folder), `hashtag predict --json FOLDER`, ``repeats`` times each, round-robin."""
     base = hashtag_command()
     predict = [*base, "predict", "--bundle", str(bundle), "--provider", provider]
     if threads:
@@ -102,6 +94,7 @@ def measure_cli(
         "startup": [*base, "models", "--bundle", str(bundle)],
         "predict_1": [*predict, str(images[0])],
         f"predict_{many}": [*predict, *many_images],
+        **{f"predict_{label}": [*predict, "--json", str(folder)] for label, folder in (folders or {}).items()},
     }
     walls: dict[str, list[float]] = {name: [] for name in commands}
     rss: dict[str, list[float]] = {name: [] for name in commands}
@@ -132,7 +125,7 @@ def measure_cli(
         "errors": errors,
     }
     if all(walls.values()):
-        startup, cold, bulk = (min(walls[n]) for n in commands)
+        startup, cold, bulk = (min(walls[n]) for n in list(commands)[:3])
         result["breakdown"] = {
             "python_imports_manifest_s": startup,
             "sessions_and_first_prediction_s": cold - startup,

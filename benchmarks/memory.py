@@ -1,28 +1,59 @@
-"""Resident memory of this process: now (psutil when installed, else /proc) and at its peak (getrusage)."""
+"""Resident memory, now and at its peak, of this process or another one; every figure in MB (10^6 bytes).
+
+The peak is the kernel's high-water mark (VmHWM in /proc/PID/status): unlike getrusage's ru_maxrss it
+starts afresh at exec (a child's figure is its own, not the benchmark's that spawned it) and can be
+reset (``reset_peak_rss``). Where /proc is missing, ru_maxrss of this process is the fallback.
+"""
 from __future__ import annotations
 
-import os
 import sys
+from pathlib import Path
+
+BYTES_PER_MB = 1e6
+
+
+def _status_kib(field: str, pid: int | str = "self") -> int | None:
+    """A ``kB`` field of /proc/PID/status (the kernel's kB are KiB), or None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def current_rss_mb() -> float | None:
-    """Resident set size now, in MB, or None where neither psutil nor /proc is available."""
+    """Resident set size of this process now, or None where neither psutil nor /proc is available."""
     try:
         import psutil
     except ImportError:
-        try:
-            with open("/proc/self/statm", encoding="ascii") as fh:
-                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-        except (OSError, ValueError, IndexError):
-            return None
-    return psutil.Process().memory_info().rss / 1e6
+        kib = _status_kib("VmRSS")
+        return None if kib is None else kib * 1024 / BYTES_PER_MB
+    return psutil.Process().memory_info().rss / BYTES_PER_MB
 
 
-def peak_rss_mb() -> float | None:
-    """Peak resident set size of this process so far, in MB."""
+def peak_rss_mb(pid: int | None = None) -> float | None:
+    """Peak resident set size so far of process ``pid`` (default: this one); None if it cannot be read."""
+    kib = _status_kib("VmHWM", pid if pid is not None else "self")
+    if kib is not None:
+        return kib * 1024 / BYTES_PER_MB
+    if pid is not None:
+        return None
     try:
         import resource
     except ImportError:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6  # macOS reports bytes, Linux KiB
+    return peak / BYTES_PER_MB if sys.platform == "darwin" else peak * 1024 / BYTES_PER_MB  # macOS: bytes, Linux: KiB
+
+
+def reset_peak_rss() -> bool:
+    """Restart this process's high-water mark at its current RSS (Linux >= 4.0); False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+

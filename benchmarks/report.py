@@ -80,6 +80,29 @@ def _e2e_lines(e2e: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _end_to_end_table(result: dict[str, Any]) -> str:
+    e2e = result["end_to_end"]
+    speedups = e2e["pipelined_vs_full_decode"]
+    rows = [[r["label"], _fmt(r["photos_per_s_median_round"], 2), _fmt(r["photos_per_s_best_round"], 2),
+             _fmt(r["rss_growth_mb_max"], 0),
+             _fmt(speedups.get(f"{r['size'][0]}x{r['size'][1]}", {}).get("speedup_median_of_rounds"), 2)
+             if r["way"] == "pipelined" else ""]
+            for r in e2e["rows"]]
+    return table(["photos (size/way)", "photos/s", "best photos/s", "RSS growth MB", "x full-decode"], rows)
+
+
+def _predict_lines(summary: dict[str, Any]) -> list[str]:
+    lines = [_ratio_line("`hashtag predict` wall, largest/smallest photos", summary["predict_large_vs_small_wall_ratio"])]
+    rss = summary["predict_peak_rss_mb"]
+    if rss["max"] is None:
+        lines.append("  `hashtag predict` peak RSS: n/a (not measured)")
+    else:
+        sizes = ", ".join(f"{k} {_fmt(v, 0)} MB" for k, v in rss["per_size"].items())
+        lines.append(f"  `hashtag predict` peak RSS: {rss['max']:.0f} MB max ({sizes}; target <= {rss['target_max']:.0f} "
+                     f"MB: {'met' if rss['met'] else 'NOT met'})")
+    return lines
+
+
 def render_text(result: dict[str, Any]) -> str:
     """The readable report printed at the end of `hashtag bench`."""
     cfg, env, images = result["config"], result["environment"], result["images"]
@@ -103,11 +126,17 @@ def render_text(result: dict[str, Any]) -> str:
         "  per model: " + ", ".join(f"{k} {v:.2f}" for k, v in prep["per_model"].items())
         + f"; ensemble {prep['ensemble']:.2f}",
         "",
+        f"End to end in-process (decode + preprocess + ensemble, provider {result['end_to_end']['provider']}, "
+        f"batch {result['end_to_end']['batch_size']}; photos/s = median of rounds)",
+        _end_to_end_table(result),
+        "",
         *_e2e_lines(result["e2e"]),
         "",
-        f"Summary ({summary['provider']})",
+        f"Summary ({summary['provider']}; default CPU path: {summary['default_cpu_provider']})",
         _ratio_line("INT8/FP32 ensemble p50", summary["int8_fp32_ensemble_p50_ratio"]),
         _ratio_line("INT8/Keras FP32 ensemble p50", summary["int8_keras_ensemble_p50_ratio"]),
+        _ratio_line("default path/OpenVINO stock ensemble p50", summary["default_vs_openvino_ensemble_p50_ratio"]),
+        *_predict_lines(summary),
     ]
     cold = summary["predict_cold_start_s"]
     if cold["median"] is None:
@@ -122,12 +151,17 @@ def render_text(result: dict[str, Any]) -> str:
 def _summary_cells(summary: dict[str, Any]) -> list[str]:
     cells = []
     for key, name in (("int8_fp32_ensemble_p50_ratio", "INT8/FP32 ensemble p50"),
-                      ("int8_keras_ensemble_p50_ratio", "INT8/Keras FP32 ensemble p50")):
+                      ("int8_keras_ensemble_p50_ratio", "INT8/Keras FP32 ensemble p50"),
+                      ("default_vs_openvino_ensemble_p50_ratio",
+                       f"default path ({summary['default_cpu_provider']})/stock OpenVINO ensemble p50"),
+                      ("predict_large_vs_small_wall_ratio", "`hashtag predict` wall largest/smallest photos")):
         r = summary[key]
         value = r.get("ratio_median_of_rounds")
         cells.append(f"{name} {_fmt(value, 2)} (target <= {r['target_max']})")
     cold = summary["predict_cold_start_s"]
     cells.append(f"`hashtag predict` cold start {_fmt(cold['median'], 2)} s (target < {cold['target_max']} s)")
+    rss = summary["predict_peak_rss_mb"]
+    cells.append(f"`hashtag predict` peak RSS {_fmt(rss['max'], 0)} MB (target <= {rss['target_max']:.0f} MB)")
     return cells
 
 
@@ -151,6 +185,12 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"| {v['label']} | {_fmt(v['latency_ms_p50_median_round'])} | {_fmt(v['latency_ms_p50_best_round'])} | "
             f"{_fmt(v['latency_ms']['p90'])} | " + " | ".join(_fmt(tp.get(b, tp.get(str(b)))) for b in batches)
             + f" | {_fmt(v['session_create_s'], 2)} | {_fmt(v['gmacs_per_s_at_p50'])}{peak} |")
+    e2e = result["end_to_end"]
+    lines += ["", f"End to end (decode + preprocess + ensemble, {e2e['provider']}, batch {e2e['batch_size']}):", "",
+              "| photos | way | photos/s | best round | RSS growth MB |", "|---|---|---|---|---|"]
+    for r in e2e["rows"]:
+        lines.append(f"| {r['size'][0]}x{r['size'][1]} | {r['way']} | {_fmt(r['photos_per_s_median_round'], 2)} | "
+                     f"{_fmt(r['photos_per_s_best_round'], 2)} | {_fmt(r['rss_growth_mb_max'], 0)} |")
     lines += ["", "; ".join(_summary_cells(result["summary"])) + "."]
     return "\n".join(lines) + "\n"
 

@@ -19,15 +19,21 @@ from hashtag.benchmarks import envinfo, stats
 from hashtag.benchmarks.e2e import measure_cli
 from hashtag.benchmarks.macs import onnx_available, peak_gmacs
 from hashtag.benchmarks.memory import peak_rss_mb
-from hashtag.benchmarks.variants import ENSEMBLE, KERAS, Inputs, Variant, load_keras, load_onnx
+from hashtag.benchmarks.photo_runs import FULL_DECODE, PIPELINED, EndToEnd, PhotoSet, make_photo_sets, pipelined_vs_full
+from hashtag.benchmarks.variants import ENSEMBLE, KERAS, STOCK_OPENVINO, Inputs, Variant, load_keras, load_onnx
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import PRECISIONS, Bundle, load_bundle
-from hashtag.runtime.preprocess import normalize, resize_rgb
-from hashtag.runtime.providers import PROVIDER_CHOICES
+from hashtag.runtime.preprocess import input_key, prepare_inputs
+from hashtag.runtime.providers import PROVIDER_CHOICES, auto_providers
+from hashtag.runtime.tagger import Tagger
 
-RESULT_VERSION = 1
+RESULT_VERSION = 2
 MIN_CALLS = 3  # per variant, batch size and round, even when the time budget is spent
-TARGETS = {"int8_fp32_ensemble_p50_ratio": 0.4, "int8_keras_ensemble_p50_ratio": 0.3, "predict_cold_start_s": 1.5}
+TARGETS = {"int8_fp32_ensemble_p50_ratio": 0.4, "int8_keras_ensemble_p50_ratio": 0.3, "predict_cold_start_s": 1.5,
+           "default_vs_openvino_ensemble_p50_ratio": 1.0, "predict_large_vs_small_wall_ratio": 1.25,
+           "predict_peak_rss_mb": 450.0}
+CPU_PROVIDERS = ("cpu", "openvino", STOCK_OPENVINO, KERAS)  # measured on the CPU cores (for the GMAC/s peak)
+PHOTO_SIZES = ((4000, 3000), (1280, 960), (320, 240))  # 12 Mpx as phones take them, Telegram's size, small
 Progress = Callable[[str], None]
 
 
@@ -50,6 +56,9 @@ class BenchConfig:
     e2e_images: int = 100
     e2e_repeats: int = 3
     e2e: bool = True
+    photo_sizes: tuple[tuple[int, int], ...] = PHOTO_SIZES
+    photo_count: int = 100  # photos per size for `hashtag predict FOLDER`
+    e2e_photos: int = 16  # photos per size and round for the in-process end-to-end rows
 
     def __post_init__(self) -> None:
         if not self.images:
@@ -63,7 +72,10 @@ class BenchConfig:
             raise ValueError(f"batch sizes must be positive and include 1, got {list(self.batch_sizes)}")
         if list(self.batch_sizes) != sorted(set(self.batch_sizes)):
             raise ValueError(f"batch sizes must be increasing without repeats, got {list(self.batch_sizes)}")
-        for name in ("rounds", "runs", "warmup", "throughput_images", "e2e_images", "e2e_repeats"):
+        if any(len(s) != 2 or min(s) < 1 for s in self.photo_sizes):
+            raise ValueError(f"photo sizes must be positive (width, height) pairs, got {list(self.photo_sizes)}")
+        for name in ("rounds", "runs", "warmup", "throughput_images", "e2e_images", "e2e_repeats", "photo_count",
+                     "e2e_photos"):
             minimum = 0 if name == "warmup" else 1
             if getattr(self, name) < minimum:
                 raise ValueError(f"{name} must be at least {minimum}, got {getattr(self, name)}")
@@ -83,6 +95,8 @@ class BenchConfig:
             "warmup": self.warmup, "batch_sizes": list(self.batch_sizes), "throughput_images": self.throughput_images,
             "keras_run": str(self.keras_run) if self.keras_run else None, "e2e_images": self.e2e_images,
             "e2e_repeats": self.e2e_repeats if self.e2e else 0,
+            "photo_sizes": [list(s) for s in self.photo_sizes], "photo_count": self.photo_count,
+            "e2e_photos": min(self.e2e_photos, self.photo_count),
         }
 
 
@@ -114,58 +128,46 @@ def time_calls(call: Callable[[int, int], object], batch: int, calls: int, budge
 
 
 class PreprocessingCost:
-    """Decode, resize and normalize timed per image, with the steps shared as Tagger shares them."""
+    """Decoding (full size and as the runtime does it) and ``prepare_inputs`` timed per image."""
 
     def __init__(self, encoded: Sequence[bytes], bundle: Bundle) -> None:
         self.encoded = encoded
         self.bundle = bundle
-        self.resizes = sorted({(s.input_size, s.preprocessing.resize) for s in bundle.models})
-        self.normalizes = list(dict.fromkeys((s.input_size, s.preprocessing) for s in bundle.models))
+        self.min_side = max(s.input_size for s in bundle.models)
+        self.keys = {s.name: [input_key(s)] for s in bundle.models}
+        self.keys[ENSEMBLE] = [input_key(s) for s in bundle.models]
         self.rounds: dict[str, list[float]] = {}  # step -> per-round median ms per image
 
     def measure_round(self) -> None:
         steps: dict[str, list[float]] = {}
 
-        def timed(step: str, fn: Callable[..., Any], *args: Any) -> Any:
+        def timed(step: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
-            value = fn(*args)
+            value = fn(*args, **kwargs)
             steps.setdefault(step, []).append((time.perf_counter() - start) * 1e3)
             return value
 
         with _no_gc():
             for data in self.encoded:
-                img = timed("decode", load_image, data)
-                resized = {key: timed(self._resize_step(*key), resize_rgb, img, *key) for key in self.resizes}
-                for size, prep in self.normalizes:
-                    timed(self._normalize_step(size, prep), normalize, resized[(size, prep.resize)][None], prep)
+                timed("decode full size", load_image, data)
+                img = timed("decode", load_image, data, min_side=self.min_side)
+                for name, keys in self.keys.items():
+                    timed(f"prepare {name}", prepare_inputs, [img], keys)
         for step, values in steps.items():
             self.rounds.setdefault(step, []).append(stats.percentile(values, 50))
 
-    @staticmethod
-    def _resize_step(size: int, method: str) -> str:
-        return f"resize {size} {method}"
-
-    @staticmethod
-    def _normalize_step(size: int, prep: Any) -> str:
-        return f"normalize {size} {prep.family}"
-
     def result(self) -> dict[str, Any]:
-        """Median-of-rounds ms per image for each step, each model's total and the ensemble's (shared steps once)."""
+        """Median-of-rounds ms per image for each step, and decode + prepare per model and for the ensemble."""
         med = {step: stats.median_of_rounds(v) for step, v in self.rounds.items()}
-        per_model = {
-            s.name: med["decode"] + med[self._resize_step(s.input_size, s.preprocessing.resize)]
-            + med[self._normalize_step(s.input_size, s.preprocessing)]
-            for s in self.bundle.models
-        }
-        ensemble = med["decode"] + sum(med[self._resize_step(*k)] for k in self.resizes) + sum(
-            med[self._normalize_step(*k)] for k in self.normalizes)
+        totals = {name: med["decode"] + med[f"prepare {name}"] for name in self.keys}
         return {
             "unit": "ms per image, median of per-round medians",
             "images": len(self.encoded),
+            "decode_min_side": self.min_side,
             "steps": med,
             "steps_best_round": {step: stats.best_round(v) for step, v in self.rounds.items()},
-            "per_model": per_model,
-            "ensemble": ensemble,
+            "per_model": {name: v for name, v in totals.items() if name != ENSEMBLE},
+            "ensemble": totals[ENSEMBLE],
         }
 
 
@@ -185,7 +187,7 @@ class Measured:
 
 def _peak(variant: Variant, env: dict[str, Any], threads: int | None) -> float | None:
     """Estimated peak GMAC/s of the CPU cores this variant may use (None on GPU)."""
-    if variant.provider not in ("cpu", KERAS):
+    if variant.provider not in CPU_PROVIDERS:
         return None
     cpu = env["cpu"]
     cores = min(threads, cpu["usable_cpus"]) if threads else cpu["usable_cpus"]
@@ -248,8 +250,39 @@ def _ratio(num: Measured | None, den: Measured | None, target: float, missing: s
     }
 
 
-def summarize(measured: list[Measured], bundle: Bundle, e2e: dict[str, Any] | None) -> dict[str, Any]:
-    """The figures the project is judged by: INT8 vs FP32 and vs Keras ensemble p50, predict cold start."""
+def _default_cpu_provider() -> str:
+    """What `Tagger(provider='auto')` runs on a machine without a GPU."""
+    return next(p for p in auto_providers() if p != "cuda")
+
+
+def _predict_targets(e2e: dict[str, Any] | None, photo_sets: Sequence[PhotoSet]) -> dict[str, Any]:
+    """`hashtag predict FOLDER`: wall time on the largest photos over the smallest, per repeat; peak RSS."""
+    walls = (e2e or {}).get("wall_s", {})
+    large, small = (f"predict_{s.label}" for s in (photo_sets[0], photo_sets[-1])) if photo_sets else ("", "")
+    rss = {s.label: (e2e or {}).get("peak_rss_mb", {}).get(f"predict_{s.label}") for s in photo_sets}
+    out: dict[str, Any] = {}
+    target = TARGETS["predict_large_vs_small_wall_ratio"]
+    if large in walls and small in walls and len(walls[large]["runs"]) == len(walls[small]["runs"]):
+        per_repeat = stats.round_ratios(walls[large]["runs"], walls[small]["runs"])
+        ratio = stats.median_of_rounds(per_repeat)
+        out["predict_large_vs_small_wall_ratio"] = {
+            "numerator": large, "denominator": small, "ratio_median_of_rounds": ratio, "per_round": per_repeat,
+            "ratio_best_rounds": min(walls[large]["runs"]) / min(walls[small]["runs"]),
+            "target_max": target, "met": ratio <= target}
+    else:
+        out["predict_large_vs_small_wall_ratio"] = {
+            "ratio_median_of_rounds": None, "target_max": target, "met": None,
+            "reason": "needs `hashtag predict` runs on two photo sizes (not --skip-e2e)"}
+    peaks = [v for v in rss.values() if v is not None]
+    target = TARGETS["predict_peak_rss_mb"]
+    out["predict_peak_rss_mb"] = {"max": max(peaks) if peaks else None, "per_size": rss, "target_max": target,
+                                  "met": max(peaks) <= target if peaks else None}
+    return out
+
+
+def summarize(measured: list[Measured], bundle: Bundle, e2e: dict[str, Any] | None,
+              photo_sets: Sequence[PhotoSet] = ()) -> dict[str, Any]:
+    """The figures the project is judged by: INT8 vs FP32, Keras and OpenVINO ensemble p50, `hashtag predict`."""
     whole = ENSEMBLE if len(bundle.models) > 1 else bundle.models[0].name
     found = {(m.variant.model, m.variant.precision, m.variant.provider): m for m in measured}
     providers = [p for p in ("cpu", "cuda") if any(k[2] == p for k in found)]
@@ -257,13 +290,19 @@ def summarize(measured: list[Measured], bundle: Bundle, e2e: dict[str, Any] | No
     int8 = found.get((whole, "int8", provider))
     fp32 = found.get((whole, "fp32", provider))
     keras = found.get((whole, "fp32", KERAS))
+    default = _default_cpu_provider()
     summary: dict[str, Any] = {
         "provider": provider,
+        "default_cpu_provider": default,
         "int8_fp32_ensemble_p50_ratio": _ratio(int8, fp32, TARGETS["int8_fp32_ensemble_p50_ratio"],
                                                f"needs {whole} int8 and fp32 on {provider}"),
         "int8_keras_ensemble_p50_ratio": _ratio(int8, keras, TARGETS["int8_keras_ensemble_p50_ratio"],
                                                 "needs --keras-run with tensorflow installed" if keras is None
                                                 else f"needs {whole} int8 on {provider}"),
+        "default_vs_openvino_ensemble_p50_ratio": _ratio(
+            found.get((whole, "int8", default)), found.get((whole, "int8", STOCK_OPENVINO)),
+            TARGETS["default_vs_openvino_ensemble_p50_ratio"],
+            f"needs {whole} int8 on {default} and on {STOCK_OPENVINO} (pip install 'hashtag[openvino]')"),
     }
     cold = (e2e or {}).get("wall_s", {}).get("predict_1")
     target = TARGETS["predict_cold_start_s"]
@@ -272,11 +311,13 @@ def summarize(measured: list[Measured], bundle: Bundle, e2e: dict[str, Any] | No
         if cold else {"min": None, "median": None, "target_max": target, "met": None,
                       "reason": "end-to-end CLI run skipped or failed"}
     )
+    summary.update(_predict_targets(e2e, photo_sets))
     return summary
 
 
-def run_benchmark(config: BenchConfig, images_meta: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    """Measure everything in ``config``; returns the JSON-ready result."""
+def run_benchmark(config: BenchConfig, images_meta: dict[str, Any], progress: Progress, scratch: Path,
+                  ) -> dict[str, Any]:
+    """Measure everything in ``config``; generated photos go under ``scratch``; returns the JSON-ready result."""
     started = datetime.now(timezone.utc)
     bundle = load_bundle(config.bundle)
     progress("collecting environment")
@@ -297,35 +338,49 @@ def run_benchmark(config: BenchConfig, images_meta: dict[str, Any], progress: Pr
                      for s in bundle.models}
         variants += load_keras(config.keras_run, bundle, config.threads, inputs, config.batch_sizes, config.warmup,
                                fp32_macs, notes)
+    progress(f"writing {config.photo_count} photos at " + ", ".join(f"{w}x{h}" for w, h in config.photo_sizes))
+    photo_sets = make_photo_sets(scratch, config.photo_sizes, config.photo_count)
+    tagger = Tagger(bundle, provider=config.provider, threads=config.threads)
+    e2e_tasks = [EndToEnd(tagger, s, way, min(config.e2e_photos, config.photo_count))
+                 for s in photo_sets for way in (PIPELINED, FULL_DECODE)]
+    for task in e2e_tasks:  # warm-up: first calls, file cache
+        if task.way == PIPELINED:
+            list(tagger.predict_stream(task.photos.paths[: tagger.batch_size]))
     measured = [Measured(v) for v in variants]
     prep = PreprocessingCost(encoded, bundle)
-    tasks: list[Measured | PreprocessingCost] = [prep, *measured]
+    tasks: list[Measured | PreprocessingCost | EndToEnd] = [prep, *measured, *e2e_tasks]
     schedule = []
+    process_peak = peak_rss_mb() or 0.0
     for r in range(config.rounds):
         progress(f"round {r + 1}/{config.rounds}")
         gc.collect()
         order = tasks[r % len(tasks):] + tasks[: r % len(tasks)]
-        schedule.append([t.variant.label if isinstance(t, Measured) else "preprocessing" for t in order])
+        schedule.append([t.variant.label if isinstance(t, Measured) else getattr(t, "label", "preprocessing")
+                         for t in order])
         for task in order:
-            if isinstance(task, PreprocessingCost):
-                task.measure_round()
+            if isinstance(task, Measured):
+                for batch in config.batch_sizes:
+                    task.add(batch, time_calls(task.variant.call, batch, config.calls(batch), config.budget_s))
                 continue
-            for batch in config.batch_sizes:
-                task.add(batch, time_calls(task.variant.call, batch, config.calls(batch), config.budget_s))
+            process_peak = max(process_peak, peak_rss_mb() or 0.0)  # EndToEnd resets the high-water mark
+            task.measure_round()
     rows, summaries = [], []
     for m in measured:
         r, s = _rows_and_summary(m, config, env)
         rows += r
         summaries.append(s)
-    process = {"peak_rss_mb": peak_rss_mb(), "load_average_end": envinfo.load_average()}
+    process = {"peak_rss_mb": max(process_peak, peak_rss_mb() or 0.0), "load_average_end": envinfo.load_average()}
     e2e = None
     if config.e2e:
-        progress(f"end to end: hashtag predict on 1 and {config.e2e_images} images, {config.e2e_repeats}x")
+        progress(f"end to end: hashtag predict on 1 and {config.e2e_images} images and on each photo folder, "
+                 f"{config.e2e_repeats}x")
         e2e = measure_cli(bundle.root, config.images, config.e2e_images, config.e2e_repeats, config.threads,
-                          config.provider)
+                          config.provider, {s.label: s.folder for s in photo_sets})
         notes += [f"end-to-end error: {e}" for e in e2e["errors"]]
     notes.append("ensemble session_create_s, cold_first_call_ms and rss_delta_mb are sums over its member models")
     notes.append("peak GMAC/s is an ESTIMATE: usable CPUs x clock x 2 FMA units x MACs per unit per cycle")
+    notes.append(f"{STOCK_OPENVINO}: the INT8 files compiled by OpenVINO with its default settings, "
+                 "as a user who picks OpenVINO instead would run them")
     return {
         "version": RESULT_VERSION,
         "created": started.isoformat(timespec="seconds"),
@@ -339,7 +394,9 @@ def run_benchmark(config: BenchConfig, images_meta: dict[str, Any], progress: Pr
         "variants": summaries,
         "rows": rows,
         "preprocessing": prep.result(),
+        "end_to_end": {"provider": tagger.provider, "batch_size": tagger.batch_size,
+                       "rows": [t.result() for t in e2e_tasks], "pipelined_vs_full_decode": pipelined_vs_full(e2e_tasks)},
         "e2e": e2e,
-        "summary": summarize(measured, bundle, e2e),
+        "summary": summarize(measured, bundle, e2e, photo_sets),
         "notes": notes,
     }

@@ -20,13 +20,17 @@ from hashtag.benchmarks.macs import count_macs
 from hashtag.benchmarks.memory import current_rss_mb
 from hashtag.runtime.ensemble import ensemble_mean
 from hashtag.runtime.errors import HashtagError, ProviderError
-from hashtag.runtime.manifest import PRECISIONS, Bundle, ModelSpec, Preprocessing
-from hashtag.runtime.preprocess import prepare_batch
+from hashtag.runtime.manifest import PRECISIONS, Bundle, ModelSpec
+from hashtag.runtime.ov_session import openvino_installed
+from hashtag.runtime.preprocess import InputKey, input_key, prepare_inputs
+from hashtag.runtime.providers import cuda_listed
 from hashtag.runtime.tagger import Tagger
 
 log = logging.getLogger(__name__)
 ENSEMBLE = "ensemble"
 KERAS = "keras"
+# OpenVINO as a user who picks it instead of hashtag runs it: the ONNX file compiled with the defaults.
+STOCK_OPENVINO = "openvino-stock"
 MAX_DISTINCT_BATCHES = 4  # per batch size; bounds the memory of pre-built batches of large inputs
 
 Call = Callable[[int, int], np.ndarray]
@@ -44,12 +48,8 @@ class Inputs:
         if not images:
             raise ValueError("no images to benchmark with")
         self.count = len(images)
-        self._batches: dict[tuple[int, Preprocessing, int], list[np.ndarray]] = {}
-        for spec in specs:
-            key = (spec.input_size, spec.preprocessing)
-            if (*key, batch_sizes[0]) in self._batches:
-                continue
-            full = prepare_batch(images, spec.input_size, spec.preprocessing)
+        self._batches: dict[tuple[InputKey, int], list[np.ndarray]] = {}
+        for key, full in prepare_inputs(images, [input_key(s) for s in specs]).items():
             for b in batch_sizes:
                 if b == 1:
                     batches = [full[i : i + 1] for i in range(self.count)]
@@ -57,11 +57,11 @@ class Inputs:
                     distinct = min(MAX_DISTINCT_BATCHES, math.ceil(self.count / b))
                     batches = [np.ascontiguousarray(full[[(k * b + i) % self.count for i in range(b)]])
                                for k in range(distinct)]
-                self._batches[(*key, b)] = batches
+                self._batches[(key, b)] = batches
 
     def batch(self, spec: ModelSpec, size: int, k: int) -> np.ndarray:
         """The k-th fixed batch of ``size`` images for ``spec``'s input."""
-        batches = self._batches[(spec.input_size, spec.preprocessing, size)]
+        batches = self._batches[(input_key(spec), size)]
         return batches[k % len(batches)]
 
 
@@ -163,12 +163,38 @@ def onnx_variants(
     return out
 
 
-def providers_to_measure(choice: str) -> list[str]:
-    """'auto' -> CPU plus CUDA when onnxruntime lists it (whether it really loads is checked on load)."""
-    from hashtag.runtime.providers import cuda_listed
+def stock_openvino_variants(
+    bundle: Bundle, threads: int | None, inputs: Inputs, batch_sizes: Sequence[int], warmup: int,
+    macs_cache: dict[Path, int | None],
+) -> list[Variant]:
+    """The INT8 files compiled by OpenVINO with its default settings (the peer users would pick instead)."""
+    from hashtag.runtime.ov_session import open_openvino
 
+    members = []
+    for spec in bundle.models:
+        if "int8" not in spec.variants:
+            continue
+        path = spec.variants["int8"].path
+        rss0 = current_rss_mb()
+        session, create_s = _timed(open_openvino, path, threads,
+                                   config={"INFERENCE_NUM_THREADS": threads} if threads else {})
+
+        def call(b: int, k: int, session=session, spec: ModelSpec = spec) -> np.ndarray:
+            return session.run(inputs.batch(spec, b, k))
+
+        _, cold_s = _timed(call, 1, 0)
+        _warm(call, batch_sizes, warmup)
+        members.append(Variant(spec.name, "int8", STOCK_OPENVINO, (spec.name,), call, create_s, cold_s * 1e3,
+                               _rss_delta(rss0), _macs(path, macs_cache)))
+    if len(members) == len(bundle.models) and len(members) > 1:
+        members.append(ensemble_of(members, "int8", STOCK_OPENVINO))
+    return members
+
+
+def providers_to_measure(choice: str) -> list[str]:
+    """'auto' -> ONNX Runtime on CPU, OpenVINO when installed, CUDA when listed (whether it loads is checked)."""
     if choice == "auto":
-        return ["cpu", "cuda"] if cuda_listed() else ["cpu"]
+        return ["cpu", *(["openvino"] if openvino_installed() else []), *(["cuda"] if cuda_listed() else [])]
     return [choice]
 
 
@@ -176,7 +202,7 @@ def load_onnx(
     bundle: Bundle, provider_choice: str, threads: int | None, precisions: Sequence[str], inputs: Inputs,
     batch_sizes: Sequence[int], warmup: int, macs_cache: dict[Path, int | None], notes: list[str],
 ) -> list[Variant]:
-    """All ONNX variants; with 'auto', a CUDA provider that does not load is noted and skipped."""
+    """All ONNX variants, then stock OpenVINO's when it is installed; with 'auto', a CUDA that does not load is noted."""
     for spec in bundle.models:  # count MACs before any session exists, so loading graphs skews no RSS figure
         for variant in spec.variants.values():
             if variant.precision in precisions:
@@ -190,8 +216,13 @@ def load_onnx(
             if provider_choice != "auto":
                 raise
             notes.append(f"{provider} skipped: {exc}")
-    if provider_choice == "auto" and "cuda" not in providers_to_measure("auto"):
+    if provider_choice == "auto" and not cuda_listed():
         notes.append("cuda skipped: this onnxruntime has no CUDA provider (install hashtag[gpu] on a GPU machine)")
+    if provider_choice != "cuda" and "int8" in precisions:
+        if openvino_installed():
+            variants.extend(stock_openvino_variants(bundle, threads, inputs, batch_sizes, warmup, macs_cache))
+        else:
+            notes.append("OpenVINO rows skipped: openvino is not installed (pip install 'hashtag[openvino]')")
     return variants
 
 

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import click
 
 from hashtag.runtime.errors import HashtagError, ImageError
-from hashtag.runtime.images import describe, find_images, load_image
+from hashtag.runtime.images import find_images
 from hashtag.runtime.manifest import PRECISIONS, load_bundle
 from hashtag.runtime.options import bundle_option, models_option, resolve_bundle
 from hashtag.runtime.providers import PROVIDER_CHOICES, available_providers
@@ -61,13 +62,14 @@ def main() -> None:
     """Suggest hashtags for photos with an ensemble of ONNX image taggers."""
 
 
-def _progress(items: list[Path], enabled: bool) -> Iterator[Path]:
-    """Yield items, drawing a progress bar on stderr when it is a terminal and there are enough items."""
-    if not (enabled and len(items) >= PROGRESS_MIN_IMAGES and sys.stderr.isatty()):
-        yield from items
+@contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
+    """A callable that advances a progress bar on stderr, drawn only on a terminal and for enough images."""
+    if not (enabled and total >= PROGRESS_MIN_IMAGES and sys.stderr.isatty()):
+        yield lambda: None
         return
-    with click.progressbar(items, label="Tagging", file=sys.stderr, show_pos=True) as bar:
-        yield from bar
+    with click.progressbar(length=total, label="Tagging", file=sys.stderr, show_pos=True) as bar:
+        yield lambda: bar.update(1)
 
 
 def _scores_line(scores: dict[str, float], hashtags: list[str]) -> str:
@@ -106,34 +108,23 @@ def predict(
     if not files:
         raise click.ClickException("no image files found in " + ", ".join(map(str, paths)))
     failed = 0
-    pending: list[tuple[str, Any]] = []
-
-    def flush() -> None:
-        for pred in tagger.predict_images([img for _, img in pending], [n for n, _ in pending]):
+    with _progress(len(files), enabled=True) as advance:
+        for result in tagger.predict_stream(files):
+            advance()
+            if isinstance(result, ImageError):
+                failed += 1
+                if as_json:
+                    click.echo(json.dumps({"image": result.source, "error": result.reason}))
+                else:
+                    click.echo(f"error: {result}", err=True)
+                continue
             if as_json:
-                click.echo(json.dumps(pred.to_json()))
+                click.echo(json.dumps(result.to_json()))
             else:
-                click.echo(f"{pred.image}: {' '.join(pred.hashtags) or '(no hashtag)'}")
+                click.echo(f"{result.image}: {' '.join(result.hashtags) or '(no hashtag)'}")
                 if verbose:
-                    for name, mp in pred.models.items():
+                    for name, mp in result.models.items():
                         click.echo(f"    {name}: {_scores_line(mp.scores, mp.hashtags)}")
-        pending.clear()
-
-    for path in _progress(files, enabled=True):
-        name = describe(path)
-        try:
-            pending.append((name, load_image(path)))
-        except ImageError as exc:
-            failed += 1
-            if as_json:
-                click.echo(json.dumps({"image": name, "error": exc.reason}))
-            else:
-                click.echo(f"error: {exc}", err=True)
-            continue
-        if len(pending) >= batch_size:
-            flush()
-    if pending:
-        flush()
     if failed:
         sys.exit(1)
 

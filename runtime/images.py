@@ -48,30 +48,55 @@ def _open(source: ImageSource, name: str) -> Image.Image:
     return Image.open(io.BytesIO(data))
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any mode Pillow decodes to 8-bit RGB; transparency is flattened onto white."""
+# Modes Image.reduce averages correctly; palette and bilevel images are converted first, I;16 via "I".
+_REDUCIBLE = frozenset({"RGB", "RGBA", "RGBa", "L", "LA", "La", "I", "F", "CMYK"})
+
+
+def _reduce(img: Image.Image, min_side: int | None) -> Image.Image:
+    """Box-average ``img`` by the largest integer factor that keeps both sides >= ``min_side``.
+
+    The models squash every photo to their input size anyway; shrinking first keeps the rest of the
+    work (mode conversion, resizing, images waiting for a batch) small whatever the photo's size.
+    """
+    if not min_side:
+        return img
+    factor = min(img.size) // min_side
+    return img.reduce(factor) if factor >= 2 else img
+
+
+def _to_rgb(img: Image.Image, min_side: int | None = None) -> Image.Image:
+    """Convert any mode Pillow decodes to 8-bit RGB (reduced first, see ``_reduce``); transparency goes on white."""
+    sixteen_bit = img.mode.startswith("I;16")
+    if sixteen_bit:
+        img = img.convert("I")
+    elif img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode not in _REDUCIBLE:
+        img = img.convert("RGBA" if img.mode.endswith("A") else "RGB")
+    img = _reduce(img, min_side)
     if img.mode == "RGB":
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode == "I":
         # 16/32-bit greyscale: scale the actual range down to 8 bits instead of clipping at 255.
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        top = 65535.0 if sixteen_bit or arr.max() > 255 else 255.0
         arr8 = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype("uint8")
         return Image.fromarray(arr8, "L").convert("RGB")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if img.mode in ("RGBA", "LA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
 
 
-def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, min_side: int | None = None) -> Image.Image:
     """Decode ``source`` (a path or encoded bytes) into an upright 8-bit RGB image.
 
     Animated images give their first frame; EXIF orientation is applied; images over
     ``max_pixels`` are refused before their pixels are decoded (decompression-bomb guard).
+    ``min_side``: the image is only needed with both sides at least this long (the largest model
+    input, see ``Tagger.min_decode_size``), so it is decoded no larger than that allows: JPEGs with
+    DCT scaling (1/2, 1/4 or 1/8 while decoding), other formats box-reduced right after decoding.
     """
     name = describe(source)
     try:
@@ -82,9 +107,11 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
             if width * height > max_pixels:
                 raise ImageError(name, f"too many pixels ({width}x{height}, limit {max_pixels:,})")
             img.seek(0)
+            if min_side:
+                img.draft(None, (min_side, min_side))  # a no-op for formats without reduced decoding
             img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+            ImageOps.exif_transpose(img, in_place=True)  # in place: no full-size copy
+            return _to_rgb(img, min_side)
     except ImageError:
         raise
     except UnidentifiedImageError:

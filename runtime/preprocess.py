@@ -1,18 +1,29 @@
-"""Turning decoded RGB images into model input, as each model's manifest entry prescribes."""
+"""Turning decoded RGB images into model input, as each model's manifest entry prescribes.
+
+``prepare_inputs`` is the one place where images become model batches: the tagger, the benchmarks
+and ``prepare_batch`` (one model) all go through it.
+"""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from hashtag.runtime.manifest import Preprocessing
+from hashtag.runtime.manifest import ModelSpec, Preprocessing
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "nearest": Image.Resampling.NEAREST,
 }
+
+InputKey = tuple[int, Preprocessing]  # (input size, preprocessing): models sharing it share one batch
+
+
+def input_key(spec: ModelSpec) -> InputKey:
+    """The key of the batch ``spec`` takes in ``prepare_inputs``' result."""
+    return spec.input_size, spec.preprocessing
 
 
 def resize_rgb(img: Image.Image, size: int, method: str = "bilinear") -> np.ndarray:
@@ -32,6 +43,20 @@ def normalize(batch_rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def prepare_inputs(images: Sequence[Image.Image], keys: Iterable[InputKey]) -> dict[InputKey, np.ndarray]:
+    """One float32 NHWC batch per distinct key; models with the same size and resize method share the resize."""
+    resized: dict[tuple[int, str], np.ndarray] = {}
+    batches: dict[InputKey, np.ndarray] = {}
+    for size, prep in keys:
+        if (size, prep) in batches:
+            continue
+        rkey = (size, prep.resize)
+        if rkey not in resized:
+            resized[rkey] = np.stack([resize_rgb(img, size, prep.resize) for img in images])
+        batches[(size, prep)] = normalize(resized[rkey], prep)
+    return batches
+
+
 def prepare_batch(images: Sequence[Image.Image], size: int, prep: Preprocessing) -> np.ndarray:
-    """Resize and normalize a list of RGB images into one float32 NHWC batch."""
-    return normalize(np.stack([resize_rgb(img, size, prep.resize) for img in images]), prep)
+    """Resize and normalize a list of RGB images into one float32 NHWC batch for one model."""
+    return prepare_inputs(images, [(size, prep)])[(size, prep)]

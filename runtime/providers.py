@@ -1,17 +1,41 @@
-"""Choosing ONNX Runtime execution providers and creating sessions that report what really loaded."""
+"""Choosing where models run and opening them there, reporting what really loaded.
+
+Providers: ONNX Runtime on CPU or CUDA, and OpenVINO (``pip install 'hashtag[openvino]'``) on the
+same ONNX files; the choices users see come from ``PROVIDER_CHOICES`` here and nowhere else.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
+import numpy as np
 import onnxruntime as ort
 
 from hashtag.runtime.errors import BundleError, ProviderError
 
-PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+PROVIDER_CHOICES = ("auto", "cpu", "cuda", "openvino")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 # Precision preferred on each provider: QDQ INT8 is fast on CPU only; CUDA wants FP16.
-PRECISION_ORDER = {"cpu": ("int8", "fp32", "fp16"), "cuda": ("fp16", "fp32", "int8")}
+PRECISION_ORDER = {
+    "cpu": ("int8", "fp32", "fp16"),
+    "openvino": ("int8", "fp32", "fp16"),
+    "cuda": ("fp16", "fp32", "int8"),
+}
+
+
+@dataclass(frozen=True)
+class ModelSession:
+    """One model file opened on one provider: its input/output signature and a thread-safe ``run``."""
+
+    provider: str  # what really runs it: 'cpu', 'cuda' or 'openvino'
+    engine: Any  # the onnxruntime InferenceSession or OpenVINO CompiledModel
+    input_shape: tuple[Any, ...]  # ints, or names/None for dynamic dimensions
+    input_dtype: type
+    output_shape: tuple[Any, ...]
+    run: Callable[[np.ndarray], np.ndarray]  # float batch -> first output
+    devices: tuple[str, ...]  # for `describe`: onnxruntime's providers, or the OpenVINO device
 
 
 def available_providers() -> list[str]:
@@ -19,8 +43,24 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+def cuda_listed() -> bool:
+    """Whether CUDA is worth trying for provider 'auto'."""
+    return CUDA in available_providers()
+
+
+def auto_providers() -> list[str]:
+    """What 'auto' tries, in order: CUDA when listed, OpenVINO when installed, then ONNX Runtime on CPU.
+
+    OpenVINO comes before ONNX Runtime's CPU provider because it runs the shipped INT8 files faster
+    on x86 CPUs (see benchmarks/results); CUDA is kept only where it really loads.
+    """
+    from hashtag.runtime.ov_session import openvino_installed
+
+    return [*(["cuda"] if cuda_listed() else []), *(["openvino"] if openvino_installed() else []), "cpu"]
+
+
 def session_options(threads: int | None, spinning: bool = False, quiet: bool = False) -> ort.SessionOptions:
-    """Options for one model's session.
+    """Options for one model's ONNX Runtime session.
 
     Spinning is off by default: with three sessions on two cores, idle spinning threads of one
     session steal the cores of the next (measured 1.6-2.4x slower ensembles; see benchmarks).
@@ -39,14 +79,14 @@ def session_options(threads: int | None, spinning: bool = False, quiet: bool = F
 def create_session(
     path: Path, provider: str, threads: int | None = None, spinning: bool = False
 ) -> tuple[ort.InferenceSession, str]:
-    """Create a session on ``provider`` ('cpu' or 'cuda'); returns it with the provider that actually runs it.
+    """An ONNX Runtime session on ``provider`` ('cpu' or 'cuda') and the provider that really runs it.
 
     onnxruntime silently falls back to CPU when the CUDA libraries or the GPU are missing, so the
-    answer comes from ``session.get_providers()`` after creation, and 'cuda' fails loudly then.
+    answer is read from ``session.get_providers()`` after creation; a 'cuda' request fails loudly then.
     """
     if provider not in ("cpu", "cuda"):
-        raise ProviderError(f"unknown provider {provider!r} (choose from {', '.join(PROVIDER_CHOICES)})")
-    if provider == "cuda" and CUDA not in available_providers():
+        raise ProviderError(f"create_session opens ONNX Runtime sessions on 'cpu' or 'cuda', not {provider!r}")
+    if provider == "cuda" and not cuda_listed():
         raise ProviderError(
             "CUDA was requested but this onnxruntime has no CUDA provider; install hashtag[gpu] (onnxruntime-gpu)"
         )
@@ -55,16 +95,43 @@ def create_session(
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BundleError(f"cannot load {path.name}: {first_line}") from None
-    if provider == "cuda" and session.get_providers()[0] != CUDA:
+        raise BundleError(f"cannot load {path.name}: {first_line(exc)}") from None
+    running = "cuda" if session.get_providers()[0] == CUDA else "cpu"
+    if running != provider:
         raise ProviderError(
             "CUDA was requested but did not load (no GPU, or the CUDA/cuDNN libraries are missing); "
             "use --provider cpu"
         )
-    return session, provider
+    return session, running
 
 
-def cuda_listed() -> bool:
-    """Whether CUDA is worth trying for provider 'auto'."""
-    return CUDA in available_providers()
+def first_line(exc: BaseException) -> str:
+    """The first line of an engine's error message (they are often many lines long)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _ort_model(path: Path, provider: str, threads: int | None, spinning: bool) -> ModelSession:
+    session, running = create_session(path, provider, threads, spinning)
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise BundleError(f"{path.name}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
+    name = inputs[0].name
+    dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: batch.astype(dtype, copy=False)})[0]
+
+    return ModelSession(running, session, tuple(inputs[0].shape), dtype, tuple(outputs[0].shape), run,
+                        tuple(session.get_providers()))
+
+
+def open_model(path: Path, provider: str, threads: int | None = None, spinning: bool = False) -> ModelSession:
+    """Open one ONNX file on ``provider`` ('cpu', 'cuda' or 'openvino'); fails with ProviderError if it cannot."""
+    if provider == "openvino":
+        from hashtag.runtime.ov_session import open_openvino
+
+        return open_openvino(path, threads)
+    if provider not in ("cpu", "cuda"):
+        raise ProviderError(f"unknown provider {provider!r} (choose from {', '.join(PROVIDER_CHOICES)})")
+    return _ort_model(path, provider, threads, spinning)

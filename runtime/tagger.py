@@ -4,17 +4,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
-from hashtag.runtime.errors import BundleError, ModelSelectionError, ProviderError
+from hashtag.runtime.errors import BundleError, ImageError, ModelSelectionError, ProviderError
 from hashtag.runtime.images import ImageSource, describe, load_image
 from hashtag.runtime.manifest import PRECISIONS, Bundle, ModelSpec, Variant, load_bundle
-from hashtag.runtime.preprocess import normalize, resize_rgb
-from hashtag.runtime.providers import PRECISION_ORDER, PROVIDER_CHOICES, create_session, cuda_listed
+from hashtag.runtime.pipeline import Decoded, decode_ahead
+from hashtag.runtime.preprocess import input_key, prepare_inputs
+from hashtag.runtime.providers import PRECISION_ORDER, PROVIDER_CHOICES, ModelSession, auto_providers, open_model
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 8
@@ -54,10 +54,13 @@ class LoadedModel:
 
     spec: ModelSpec
     variant: Variant
-    session: ort.InferenceSession
-    input_name: str
-    input_dtype: Any
+    model: ModelSession
     order: np.ndarray  # column indices mapping the model's tag order onto the bundle's
+
+    @property
+    def session(self) -> Any:
+        """The engine's own object: an onnxruntime InferenceSession, or an OpenVINO CompiledModel."""
+        return self.model.engine
 
 
 def _hashtags(scores: Mapping[str, float], thresholds: Mapping[str, float], top_k: int | None) -> list[str]:
@@ -79,7 +82,8 @@ def _pick_variant(spec: ModelSpec, provider: str, precision: str | None) -> Vari
 class Tagger:
     """Loads a bundle once and predicts hashtags for images with the selected models.
 
-    ``provider``: 'auto' (CUDA when it really loads, else CPU), 'cpu' or 'cuda' (fails when unavailable).
+    ``provider``: 'auto' (CUDA when it really loads, else OpenVINO when installed, else ONNX Runtime on
+    CPU), 'cpu' (ONNX Runtime), 'cuda' or 'openvino' (these two fail when unavailable).
     ``precision``: force 'int8'/'fp16'/'fp32'; by default INT8 on CPU and FP16 (else FP32) on CUDA.
     ``threshold``: one threshold for every tag, overriding the manifest's per-tag thresholds.
     """
@@ -122,39 +126,35 @@ class Tagger:
     def _load(
         self, specs: list[ModelSpec], provider: str, threads: int | None, precision: str | None, spinning: bool
     ) -> str:
-        """Create every session; for 'auto', try CUDA first and fall back to CPU if it does not load."""
-        attempts = ["cuda", "cpu"] if provider == "auto" and cuda_listed() else [provider if provider != "auto" else "cpu"]
+        """Open every model; for 'auto', try each of ``auto_providers()`` until one loads them all."""
+        attempts = auto_providers() if provider == "auto" else [provider]
         for attempt in attempts:
             try:
                 self.models = [self._load_one(s, attempt, threads, precision, spinning) for s in specs]
                 return attempt
-            except ProviderError:
+            except ProviderError as exc:
                 if attempt == attempts[-1]:
                     raise
-                log.info("CUDA did not load; using CPU")
-        raise ProviderError("no provider could be loaded")  # unreachable
+                log.info("%s did not load (%s); trying %s", attempt, exc, attempts[attempts.index(attempt) + 1])
+        raise ProviderError("no provider could be loaded")  # unreachable: the last attempt raises
 
     def _load_one(
         self, spec: ModelSpec, provider: str, threads: int | None, precision: str | None, spinning: bool
     ) -> LoadedModel:
         variant = _pick_variant(spec, provider, precision)
-        session, _ = create_session(variant.path, provider, threads, spinning)
-        inputs, outputs = session.get_inputs(), session.get_outputs()
-        if len(inputs) != 1 or len(outputs) < 1:
-            raise BundleError(f"{variant.path.name}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
-        shape = inputs[0].shape
+        model = open_model(variant.path, provider, threads, spinning)
+        shape = model.input_shape
         if len(shape) != 4 or any(isinstance(d, int) and d != e for d, e in zip(shape[1:], (spec.input_size, spec.input_size, 3))):
             raise BundleError(
-                f"{variant.path.name}: input shape {shape} does not match input_size {spec.input_size} (NHWC, 3 channels)"
+                f"{variant.path.name}: input shape {list(shape)} does not match input_size {spec.input_size} (NHWC, 3 channels)"
             )
-        out_shape = outputs[0].shape
+        out_shape = model.output_shape
         if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != len(spec.tags)):
             raise BundleError(
-                f"{variant.path.name}: output shape {out_shape} does not match the {len(spec.tags)} tags in the manifest"
+                f"{variant.path.name}: output shape {list(out_shape)} does not match the {len(spec.tags)} tags in the manifest"
             )
-        dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         order = np.array([spec.tags.index(t) for t in self.bundle.tags])
-        return LoadedModel(spec, variant, session, inputs[0].name, dtype, order)
+        return LoadedModel(spec, variant, model, order)
 
     def _ensemble_thresholds(self, threshold: float | None) -> dict[str, float]:
         """The manifest's ensemble thresholds when all models run; one model's own when it runs alone."""
@@ -172,15 +172,19 @@ class Tagger:
                 "model": m.spec.name,
                 "precision": m.variant.precision,
                 "file": m.variant.path.name,
-                "providers": m.session.get_providers(),
+                "providers": list(m.model.devices),
             }
             for m in self.models
         ]
 
+    @property
+    def min_decode_size(self) -> int:
+        """The largest input side of the loaded models: photos need decoding no larger (see ``load_image``)."""
+        return max(m.spec.input_size for m in self.models)
+
     def run_model(self, model: LoadedModel, batch: np.ndarray) -> np.ndarray:
         """Probabilities ``[batch, tags]`` in the bundle's tag order for an already preprocessed batch."""
-        out = model.session.run(None, {model.input_name: batch.astype(model.input_dtype, copy=False)})[0]
-        out = np.asarray(out, dtype=np.float32)
+        out = np.asarray(model.model.run(batch), dtype=np.float32)
         if out.ndim != 2 or out.shape[1] != len(model.spec.tags):
             raise BundleError(f"{model.variant.path.name}: produced shape {out.shape}, expected [N, {len(model.spec.tags)}]")
         return out[:, model.order]
@@ -188,19 +192,11 @@ class Tagger:
     def probabilities(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
         """Per-model probabilities ``[len(images), tags]``, preprocessing once per input size and scheme."""
         results: dict[str, list[np.ndarray]] = {m.spec.name: [] for m in self.models}
+        keys = [input_key(m.spec) for m in self.models]
         for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            resized: dict[tuple[int, str], np.ndarray] = {}
-            prepared: dict[tuple[int, Any], np.ndarray] = {}
-            for m in self.models:
-                size, prep = m.spec.input_size, m.spec.preprocessing
-                key = (size, prep.resize)
-                if key not in resized:
-                    resized[key] = np.stack([resize_rgb(img, size, prep.resize) for img in chunk])
-                pkey = (size, prep)
-                if pkey not in prepared:
-                    prepared[pkey] = normalize(resized[key], prep)
-                results[m.spec.name].append(self.run_model(m, prepared[pkey]))
+            batches = prepare_inputs(images[start : start + self.batch_size], keys)
+            for m, key in zip(self.models, keys):
+                results[m.spec.name].append(self.run_model(m, batches[key]))
         return {name: np.concatenate(parts) if parts else np.zeros((0, len(self.bundle.tags)), np.float32)
                 for name, parts in results.items()}
 
@@ -228,9 +224,29 @@ class Tagger:
 
     def predict(self, sources: Sequence[ImageSource]) -> list[Prediction]:
         """Decode and predict; raises ImageError on the first image that cannot be read."""
-        images = [load_image(s) for s in sources]
+        images = [load_image(s, min_side=self.min_decode_size) for s in sources]
         return self.predict_images(images, [describe(s) for s in sources])
 
     def predict_one(self, source: ImageSource) -> Prediction:
         """Predict for one image path or encoded bytes."""
         return self.predict([source])[0]
+
+    def predict_stream(self, sources: Iterable[ImageSource]) -> Iterator[Prediction | ImageError]:
+        """A Prediction per source in input order, or the ImageError of a source that cannot be read.
+
+        Photos are decoded in a worker thread while the models run on the previous batch; at most
+        two batches of decoded photos exist at a time, so memory does not grow with the number of sources.
+        """
+        pending: list[tuple[str, Decoded]] = []
+        for name, item in decode_ahead(sources, self.min_decode_size, ahead=self.batch_size):
+            pending.append((name, item))
+            if sum(isinstance(i, Image.Image) for _, i in pending) == self.batch_size:
+                yield from self._finish(pending)
+                pending = []
+        yield from self._finish(pending)
+
+    def _finish(self, pending: list[tuple[str, Decoded]]) -> Iterator[Prediction | ImageError]:
+        decoded = [(name, item) for name, item in pending if isinstance(item, Image.Image)]
+        predictions = iter(self.predict_images([img for _, img in decoded], [name for name, _ in decoded]))
+        for _, item in pending:
+            yield item if isinstance(item, ImageError) else next(predictions)

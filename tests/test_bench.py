@@ -19,9 +19,12 @@ from PIL import Image
 
 from hashtag.benchmarks.e2e import run_timed
 from hashtag.runtime.cli import main
+from hashtag.runtime.ov_session import openvino_installed
 
 MODELS = ("vgg16", "inceptionv3", "xception", "ensemble")
 BATCHES = (1, 4, 8, 16)
+OPENVINO = openvino_installed()
+RUNTIME_PROVIDERS = ("cpu", "openvino") if OPENVINO else ("cpu",)
 TINY_MACS = {"vgg16": 12, "inceptionv3": 12, "xception": 12, "ensemble": 36}  # one MatMul [1,3]x[3,4] each
 
 
@@ -44,7 +47,9 @@ def test_rows_cover_every_model_precision_provider_batch(quick_run) -> None:  # 
     result, _, _ = quick_run
     rows = result["rows"]
     keys = [(r["model"], r["precision"], r["provider"], r["batch"]) for r in rows]
-    assert sorted(keys) == sorted(itertools.product(MODELS, ("int8", "fp32"), ("cpu",), BATCHES))
+    expected = [*itertools.product(MODELS, ("int8", "fp32"), RUNTIME_PROVIDERS, BATCHES),
+                *(itertools.product(MODELS, ("int8",), ("openvino-stock",), BATCHES) if OPENVINO else [])]
+    assert sorted(keys) == sorted(expected)
     for r in rows:
         assert r["threads"] == 1 and r["rounds"] == 2
         assert 0 < r["latency_ms_min"] <= r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"]
@@ -63,7 +68,7 @@ def test_csv_matches_json(quick_run) -> None:  # noqa: ANN001
         reader = csv.DictReader(fh)
         rows = list(reader)
     assert reader.fieldnames == list(result["rows"][0])
-    assert len(rows) == len(result["rows"]) == len(MODELS) * 2 * len(BATCHES)
+    assert len(rows) == len(result["rows"]) == len(MODELS) * (2 * len(RUNTIME_PROVIDERS) + OPENVINO) * len(BATCHES)
     for csv_row, json_row in zip(rows, result["rows"]):
         assert (csv_row["model"], csv_row["precision"], int(csv_row["batch"])) == (
             json_row["model"], json_row["precision"], json_row["batch"])
@@ -77,7 +82,7 @@ def test_png_is_a_real_plot(quick_run) -> None:  # noqa: ANN001
     with Image.open(path) as img:
         assert img.format == "PNG"
         assert img.width >= 800 and img.height >= 400
-        assert len(set(img.convert("RGB").getdata())) > 50  # bars and lines, not a blank canvas
+        assert len(numpy.unique(numpy.asarray(img.convert("RGB")).reshape(-1, 3), axis=0)) > 50  # not a blank canvas
 
 
 def test_markdown_table_for_the_readme(quick_run) -> None:  # noqa: ANN001
@@ -121,16 +126,62 @@ def test_summary_and_end_to_end(quick_run) -> None:  # noqa: ANN001
     assert keras["ratio_median_of_rounds"] is None and "keras-run" in keras["reason"]
     e2e = result["e2e"]
     assert e2e["errors"] == []
-    assert set(e2e["wall_s"]) == {"startup", "predict_1", "predict_20"}
+    assert set(e2e["wall_s"]) == {"startup", "predict_1", "predict_20", "predict_640x480", "predict_160x120"}
     cold = result["summary"]["predict_cold_start_s"]
     assert cold["min"] == e2e["wall_s"]["predict_1"]["min"] > 0.05
     assert all(20 < mb < 2000 for mb in e2e["peak_rss_mb"].values())
     prep = result["preprocessing"]
-    assert {"decode", "resize 32 bilinear", "resize 40 bilinear"} <= set(prep["steps"])
+    assert {"decode", "decode full size", "prepare vgg16", "prepare ensemble"} <= set(prep["steps"])
+    assert prep["decode_min_side"] == 40
     assert prep["ensemble"] >= max(prep["per_model"].values()) > prep["steps"]["decode"] > 0
-    for text in ("Summary (cpu)", "INT8/FP32 ensemble p50", "INT8/Keras FP32 ensemble p50", "predict cold start",
-                 "ensemble/int8/cpu", "hardware:"):
+    for text in ("Summary (cpu", "INT8/FP32 ensemble p50", "INT8/Keras FP32 ensemble p50", "predict cold start",
+                 "ensemble/int8/cpu", "hardware:", "default path/OpenVINO stock ensemble p50",
+                 "`hashtag predict` wall, largest/smallest photos", "`hashtag predict` peak RSS"):
         assert text in stdout
+
+
+def test_predict_on_large_and_small_photos(quick_run) -> None:  # noqa: ANN001
+    """`hashtag predict FOLDER` per photo size: the wall-time ratio of largest to smallest, and peak RSS."""
+    result, _, _ = quick_run
+    e2e, summary = result["e2e"], result["summary"]
+    ratio = summary["predict_large_vs_small_wall_ratio"]
+    assert (ratio["numerator"], ratio["denominator"]) == ("predict_640x480", "predict_160x120")
+    walls = e2e["wall_s"]
+    assert ratio["per_round"] == [walls["predict_640x480"]["runs"][0] / walls["predict_160x120"]["runs"][0]]
+    assert ratio["target_max"] == 1.25 and ratio["met"] == (ratio["ratio_median_of_rounds"] <= 1.25)
+    rss = summary["predict_peak_rss_mb"]
+    assert rss["per_size"] == {"640x480": e2e["peak_rss_mb"]["predict_640x480"],
+                               "160x120": e2e["peak_rss_mb"]["predict_160x120"]}
+    assert rss["max"] == max(rss["per_size"].values()) and rss["target_max"] == 450
+
+
+def test_end_to_end_rows_per_photo_size(quick_run) -> None:  # noqa: ANN001
+    result, out, _ = quick_run
+    e2e = result["end_to_end"]
+    assert e2e["provider"] == result["summary"]["default_cpu_provider"]
+    assert [(r["size"], r["way"]) for r in e2e["rows"]] == [
+        ([640, 480], "pipelined"), ([640, 480], "full-decode"), ([160, 120], "pipelined"), ([160, 120], "full-decode")]
+    for r in e2e["rows"]:
+        assert r["photos"] == 3 and len(r["photos_per_s_per_round"]) == 2
+        assert r["photos_per_s_best_round"] >= r["photos_per_s_median_round"] > 0
+        assert r["rss_growth_mb_max"] is None or r["rss_growth_mb_max"] >= 0
+    speedup = e2e["pipelined_vs_full_decode"]["640x480"]
+    rows = {(r["size"][0], r["way"]): r for r in e2e["rows"]}
+    assert speedup["per_round"] == pytest.approx([a / b for a, b in zip(rows[(640, "pipelined")]["photos_per_s_per_round"],
+                                                                        rows[(640, "full-decode")]["photos_per_s_per_round"])])
+    assert "| 640x480 | pipelined |" in (out / "bench.md").read_text()
+    assert any(label.startswith("e2e/640x480/") for label in result["schedule"][0])
+
+
+@pytest.mark.skipif(not OPENVINO, reason="needs openvino (hashtag[openvino])")
+def test_openvino_rows_and_ratio(quick_run) -> None:  # noqa: ANN001
+    result, _, stdout = quick_run
+    labels = {v["label"] for v in result["variants"]}
+    assert {"ensemble/int8/openvino", "ensemble/int8/openvino-stock"} <= labels
+    ratio = result["summary"]["default_vs_openvino_ensemble_p50_ratio"]
+    assert (ratio["numerator"], ratio["denominator"]) == ("ensemble/int8/openvino", "ensemble/int8/openvino-stock")
+    assert ratio["target_max"] == 1.0 and len(ratio["per_round"]) == 2
+    assert "ensemble/int8/openvino-stock" in stdout
 
 
 def test_folder_of_images_precision_filter_and_batches(tiny_bundle: Path, photos: list[Path], tmp_path: Path) -> None:
@@ -138,7 +189,9 @@ def test_folder_of_images_precision_filter_and_batches(tiny_bundle: Path, photos
                                  "--precision", "int8", "--batch-sizes", "4,1", "--skip-e2e", "--out", str(tmp_path))
     assert code == 0, stderr
     result = json.loads((tmp_path / "bench.json").read_text())
-    assert sorted((r["model"], r["batch"]) for r in result["rows"]) == sorted(itertools.product(MODELS, (1, 4)))
+    providers = (*RUNTIME_PROVIDERS, *(("openvino-stock",) if OPENVINO else ()))
+    assert sorted((r["model"], r["provider"], r["batch"]) for r in result["rows"]) == sorted(
+        itertools.product(MODELS, providers, (1, 4)))
     assert {r["precision"] for r in result["rows"]} == {"int8"}
     assert result["images"] == {"source": str(photos[0].parent), "count": 3, "files": [p.name for p in photos]}
     assert result["e2e"] is None
@@ -150,6 +203,8 @@ def test_folder_of_images_precision_filter_and_batches(tiny_bundle: Path, photos
     (["--batch-sizes", "4,8"], "include 1"),
     (["--batch-sizes", "1,x"], "comma-separated"),
     (["--rounds", "0"], "--rounds"),
+    (["--photo-sizes", "4000x3000"], "at least two"),
+    (["--photo-sizes", "4000by3000,1x1"], "like 4000x3000"),
 ])
 def test_bad_options_are_usage_errors(tiny_bundle: Path, args: list[str], message: str) -> None:
     code, _, stderr = bench("--bundle", str(tiny_bundle), *args)
@@ -172,7 +227,7 @@ def test_help_from_the_installed_command() -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     for option in ("--bundle", "--images", "--threads", "--rounds", "--runs", "--batch-sizes", "--out",
-                   "--provider", "--quick", "--keras-run"):
+                   "--provider", "--quick", "--keras-run", "--photo-sizes", "--photo-count"):
         assert option in proc.stdout
 
 

@@ -29,7 +29,7 @@ def test_json_lines_schema(tiny_bundle: Path, photos: list[Path]) -> None:
     assert res.code == 0, res.err
     records = [json.loads(line) for line in res.out.splitlines()]
     assert [r["image"] for r in records] == [str(p) for p in photos]
-    expected = Tagger(tiny_bundle, provider="cpu", threshold=0.3).predict(photos)
+    expected = Tagger(tiny_bundle, provider="auto", threshold=0.3).predict(photos)  # what the CLI runs by default
     for rec, pred in zip(records, expected):
         assert rec["error"] is None
         assert set(rec["scores"]) == set(TAGS)
@@ -151,3 +151,49 @@ def test_help_lists_all_commands_without_heavy_imports() -> None:
     for command in ("bench", "bot", "data", "evaluate", "export", "models", "predict", "train"):
         assert command in proc.stdout
     assert "TF False" in proc.stdout
+
+
+def test_records_follow_input_order_with_errors_in_place(tiny_bundle: Path, tmp_path: Path) -> None:
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]
+    for i, name in enumerate(names):
+        make_photo(tmp_path / name, seed=i)
+    (tmp_path / "b.jpg").write_bytes(b"not an image")
+    res = run("predict", "--bundle", str(tiny_bundle), "--json", "--batch-size", "2", str(tmp_path))
+    assert res.code == 1
+    records = [json.loads(line) for line in res.out.splitlines()]
+    assert [Path(r["image"]).name for r in records] == names
+    assert [r["error"] is None for r in records] == [True, False, True, True, True]
+
+
+def test_progress_bar_goes_to_a_terminal_stderr_only(tiny_bundle: Path, tmp_path: Path) -> None:
+    """stderr on a terminal shows the bar; the JSON Lines on stdout stay clean."""
+    import os
+    import pty
+
+    for i in range(6):
+        make_photo(tmp_path / f"p{i}.jpg", seed=i)
+    leader, follower = pty.openpty()
+    proc = subprocess.run(["hashtag", "predict", "--bundle", str(tiny_bundle), "--json", str(tmp_path)],
+                          stdout=subprocess.PIPE, stderr=follower, timeout=120)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert proc.returncode == 0
+    assert [json.loads(line)["error"] for line in proc.stdout.decode().splitlines()] == [None] * 6
+    assert b"Tagging" in shown and b"6/6" in shown
+
+
+def test_openvino_provider_option(tiny_bundle: Path, photos: list[Path]) -> None:
+    pytest.importorskip("openvino")
+    res = run("predict", "--bundle", str(tiny_bundle), "--json", "--provider", "openvino", str(photos[0]))
+    assert res.code == 0, res.err
+    expected = Tagger(tiny_bundle, provider="cpu").predict_one(photos[0])
+    assert json.loads(res.out)["scores"] == pytest.approx(expected.scores, abs=1e-4)

@@ -139,3 +139,67 @@ def test_find_images_recurses_and_sorts(tmp_path: Path) -> None:
     explicit.write_text("kept because named")
     found = find_images([tmp_path, explicit])
     assert found == [tmp_path / "a.jpg", tmp_path / "b" / "deep" / "z.PNG", explicit]
+
+
+def _gradient(size: tuple[int, int]) -> Image.Image:
+    """A smooth image (no noise), so a reduced decode and a full one agree closely after resizing."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    return Image.fromarray(np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), (xx + yy) * 255 // (w + h - 2)],
+                                    -1).astype(np.uint8), "RGB")
+
+
+@pytest.mark.parametrize(("size", "decoded"), [((2400, 1800), (600, 450)), ((1280, 960), (640, 480)),
+                                               ((700, 500), (700, 500)), ((200, 150), (200, 150))])
+def test_jpeg_draft_decodes_at_the_smallest_scale_covering_min_side(tmp_path: Path, size: tuple[int, int],
+                                                                    decoded: tuple[int, int]) -> None:
+    """DCT scaling by 1/2, 1/4 or 1/8 while both sides stay >= 299; never below, never upscaled."""
+    path = _save(_gradient(size), tmp_path / "big.jpg", quality=90)
+    out = load_image(path, min_side=299)
+    assert out.mode == "RGB" and out.size == decoded
+    full = np.asarray(load_image(path).resize((299, 299), Image.Resampling.BILINEAR), dtype=float)
+    draft = np.asarray(out.resize((299, 299), Image.Resampling.BILINEAR), dtype=float)
+    assert np.abs(full - draft).mean() < 2.0
+
+
+def test_draft_keeps_exif_orientation(tmp_path: Path) -> None:
+    """A 1600x800 landscape stored with orientation 6 comes out as a portrait, drafted to 400x800."""
+    arr = np.zeros((800, 1600, 3), np.uint8)
+    arr[:, :800] = (255, 0, 0)  # left half red: on top once rotated
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = load_image(_save(Image.fromarray(arr), tmp_path / "rot.jpg", exif=exif.tobytes()), min_side=200)
+    assert out.size == (200, 400)
+    top, bottom = np.asarray(out)[20, 100], np.asarray(out)[380, 100]
+    assert top[0] > 200 and top[1] < 60 and bottom[0] < 60
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "P"), ("PNG", "I;16"),
+                                           ("WEBP", "RGB"), ("TIFF", "RGB"), ("JPEG", "L"), ("JPEG", "CMYK"),
+                                           ("PNG", "1")])
+def test_other_formats_and_modes_are_reduced_early(tmp_path: Path, fmt: str, mode: str) -> None:
+    """1000x700 reduced by 3 (the largest factor keeping 700 >= 200) to 334x234, still right after conversion."""
+    base = _gradient((1000, 700))
+    img = {"RGBA": lambda: base.convert("RGBA"), "P": lambda: base.convert("P"),
+           "I;16": lambda: Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257)),
+           "L": lambda: base.convert("L"), "CMYK": lambda: base.convert("CMYK"),
+           "1": lambda: base.convert("1"), "RGB": lambda: base}[mode]()
+    path = _save(img, tmp_path / f"big.{fmt.lower()}", format=fmt)
+    full, reduced = load_image(path), load_image(path, min_side=200)
+    expected_size = (334, 234) if fmt != "JPEG" else (500, 350)  # JPEG: DCT scaling by 2 instead
+    assert reduced.mode == "RGB" and reduced.size == expected_size and full.size == (1000, 700)
+    a = np.asarray(full.resize((200, 200), Image.Resampling.BILINEAR), dtype=float)
+    b = np.asarray(reduced.resize((200, 200), Image.Resampling.BILINEAR), dtype=float)
+    assert np.abs(a - b).mean() < (12.0 if mode == "1" else 3.0)  # bilevel dithering averages differently
+
+
+def test_transparency_is_flattened_after_reduction(tmp_path: Path) -> None:
+    img = Image.new("RGBA", (900, 900), (0, 0, 0, 0))
+    out = load_image(_save(img, tmp_path / "clear.png"), min_side=299)
+    assert out.size == (300, 300) and out.getpixel((150, 150)) == (255, 255, 255)
+
+
+def test_pixel_cap_still_refuses_before_draft(tmp_path: Path) -> None:
+    path = _save(_gradient((1200, 1000)), tmp_path / "big.jpg")
+    with pytest.raises(ImageError, match=r"too many pixels \(1200x1000"):
+        load_image(path, max_pixels=1_000_000, min_side=299)

@@ -1,6 +1,8 @@
 """The ensemble tagger on real ONNX Runtime sessions of tiny models, checked against hand computations."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +12,11 @@ from PIL import Image
 from hashtag.runtime import ProviderError, Tagger, load_bundle
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import Preprocessing
-from hashtag.runtime.preprocess import normalize, resize_rgb
+from hashtag.runtime.ov_session import openvino_installed
+from hashtag.runtime.pipeline import decode_ahead
+from hashtag.runtime.preprocess import input_key, normalize, prepare_batch, prepare_inputs, resize_rgb
 from hashtag.runtime.providers import available_providers
-from tinybundle import CAFFE, TAGS, TF, expected_probabilities, make_bundle
+from tinybundle import CAFFE, TAGS, TF, expected_probabilities, make_bundle, make_photo
 
 
 def test_caffe_preprocessing_by_hand() -> None:
@@ -116,11 +120,11 @@ def test_fp16_model_with_float32_io(tmp_path: Path, photos: list[Path]) -> None:
         assert fp16.scores[tag] == pytest.approx(fp32.scores[tag], abs=2e-3)
 
 
-def test_auto_provider_uses_cpu_without_cuda(tiny_bundle: Path) -> None:
+def test_auto_provider_prefers_openvino_then_onnxruntime_cpu(tiny_bundle: Path) -> None:
     tagger = Tagger(tiny_bundle, provider="auto")
     if "CUDAExecutionProvider" not in available_providers():
-        assert tagger.provider == "cpu"
-    assert tagger.provider in ("cpu", "cuda")
+        assert tagger.provider == ("openvino" if openvino_installed() else "cpu")
+    assert tagger.provider in ("cpu", "cuda", "openvino")
 
 
 def test_cuda_fails_clearly_when_unavailable(tiny_bundle: Path) -> None:
@@ -139,17 +143,104 @@ def test_invalid_options(tiny_bundle: Path) -> None:
             Tagger(tiny_bundle, **kwargs)
 
 
-def test_shared_size_is_preprocessed_once(tiny_bundle: Path, photos: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """inceptionv3 and xception share 40 px and the tf scheme: one resize+normalize serves both."""
-    import hashtag.runtime.tagger as tagger_module
+def test_shared_size_is_preprocessed_once(tiny_bundle: Path, photos: list[Path]) -> None:
+    """inceptionv3 and xception share 40 px and the tf scheme: one batch serves both."""
+    specs = load_bundle(tiny_bundle).models
+    images = [load_image(p) for p in photos]
+    batches = prepare_inputs(images, [input_key(s) for s in specs])
+    assert sorted(b.shape for b in batches.values()) == [(3, 32, 32, 3), (3, 40, 40, 3)]
+    for spec in specs:
+        expected = normalize(np.stack([resize_rgb(img, spec.input_size) for img in images]), spec.preprocessing)
+        np.testing.assert_array_equal(batches[input_key(spec)], expected)
+        np.testing.assert_array_equal(prepare_batch(images, spec.input_size, spec.preprocessing), expected)
 
-    calls: list[tuple[int, ...]] = []
-    real = tagger_module.normalize
 
-    def counting(batch: np.ndarray, prep: Preprocessing) -> np.ndarray:
-        calls.append(batch.shape)
-        return real(batch, prep)
+def test_min_decode_size_is_the_largest_input(tiny_bundle: Path) -> None:
+    assert Tagger(tiny_bundle, provider="cpu").min_decode_size == 40
+    assert Tagger(tiny_bundle, provider="cpu", models=["vgg16"]).min_decode_size == 32
 
-    monkeypatch.setattr(tagger_module, "normalize", counting)
-    Tagger(tiny_bundle, provider="cpu").predict(photos)
-    assert len(calls) == 2  # vgg16@32 caffe, and one for both 40 px tf models
+
+def test_predict_decodes_no_larger_than_the_models_need(tiny_bundle: Path, tmp_path: Path) -> None:
+    """A 1600x1200 JPEG for 40 px inputs: DCT-scaled by 8 (200x150), then reduced by 3; scores stay close."""
+    path = make_photo(tmp_path / "big.jpg", size=(1600, 1200), seed=4)
+    tagger = Tagger(tiny_bundle, provider="cpu")
+    assert load_image(path, min_side=tagger.min_decode_size).size == (67, 50)
+    drafted = tagger.predict_one(path)
+    full = tagger.predict_images([load_image(path)])[0]
+    for tag in TAGS:
+        assert drafted.scores[tag] == pytest.approx(full.scores[tag], abs=2e-3)
+
+
+def test_predict_stream_keeps_order_and_error_records(tiny_bundle: Path, tmp_path: Path) -> None:
+    good = [make_photo(tmp_path / f"p{i}.jpg", seed=i) for i in range(5)]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not a jpeg")
+    sources = [good[0], broken, good[1], good[2], tmp_path / "missing.png", good[3], good[4]]
+    tagger = Tagger(tiny_bundle, provider="cpu", batch_size=2)
+    results = list(tagger.predict_stream(sources))
+    assert [type(r).__name__ for r in results] == ["Prediction", "ImageError", "Prediction", "Prediction",
+                                                   "ImageError", "Prediction", "Prediction"]
+    assert [r.image if hasattr(r, "image") else r.source for r in results] == [str(s) for s in sources]
+    assert "no such file" in results[4].reason
+    expected = tagger.predict(good)
+    for got, want in zip([r for r in results if hasattr(r, "scores")], expected):
+        assert got.scores == pytest.approx(want.scores, abs=1e-6) and got.hashtags == want.hashtags
+
+
+def test_decode_ahead_is_bounded(photos: list[Path]) -> None:
+    """With ahead=2, taking the first image has pulled exactly three sources: memory cannot grow with the input."""
+    pulled: list[Path] = []
+
+    def sources():  # noqa: ANN202 - a generator that records what was taken from it
+        for i in range(50):
+            pulled.append(photos[i % len(photos)])
+            yield photos[i % len(photos)]
+
+    stream = decode_ahead(sources(), min_side=None, ahead=2)
+    name, first = next(stream)
+    assert name == str(photos[0]) and first.size == (64, 48)
+    assert len(pulled) == 3
+    stream.close()
+    assert len(pulled) == 3
+
+
+def test_openvino_provider_matches_onnxruntime(tiny_bundle: Path, photos: list[Path]) -> None:
+    pytest.importorskip("openvino")
+    ov_tagger = Tagger(tiny_bundle, provider="openvino")
+    assert ov_tagger.provider == "openvino"
+    assert all(d["providers"] == ["OpenVINO CPU"] and d["precision"] == "int8" for d in ov_tagger.describe())
+    ort_preds = Tagger(tiny_bundle, provider="cpu").predict(photos)
+    for got, want in zip(ov_tagger.predict(photos), ort_preds):
+        assert got.scores == pytest.approx(want.scores, abs=1e-4)
+        for name in want.models:
+            assert got.models[name].scores == pytest.approx(want.models[name].scores, abs=1e-4)
+
+
+def test_openvino_runs_from_several_threads(tiny_bundle: Path, photos: list[Path]) -> None:
+    """Front ends share one Tagger between worker threads; each thread gets its own OpenVINO request."""
+    pytest.importorskip("openvino")
+    from concurrent.futures import ThreadPoolExecutor
+
+    tagger = Tagger(tiny_bundle, provider="openvino")
+    expected = [p.scores for p in tagger.predict(photos)]
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda _: [p.scores for p in tagger.predict(photos)], range(12)))
+    for run in runs:
+        for got, want in zip(run, expected):
+            assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_without_openvino_auto_uses_onnxruntime_and_openvino_names_the_extra(tiny_bundle: Path) -> None:
+    code = ("import sys; sys.modules['openvino'] = None\n"
+            "from hashtag.runtime import Tagger, ProviderError\n"
+            f"print(Tagger({str(tiny_bundle)!r}, provider='auto').provider)\n"
+            "try:\n"
+            f"    Tagger({str(tiny_bundle)!r}, provider='openvino')\n"
+            "except ProviderError as exc:\n"
+            "    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    if "CUDAExecutionProvider" not in available_providers():
+        assert lines[0] == "cpu"
+    assert "OpenVINO was requested but is not installed; pip install 'hashtag[openvino]'" in lines[1]
