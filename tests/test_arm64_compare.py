@@ -1,0 +1,230 @@
+"""The comparison behind benchmarks/arm64/run.sh (hashtag.benchmarks.arm_compare), on real x86-64 output.
+
+The script itself (debootstrap, qemu) is not run here; these tests check that the verdict it writes is
+right: identical runs pass, a flipped hashtag or a probability off by more than the tolerance fails.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from hashtag.benchmarks import arm_compare as ac
+from hashtag.runtime.cli import main as hashtag_main
+from hashtag.train.splits import split_of
+from tinybundle import make_photo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def x86_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`hashtag predict --json` with the shipped bundle (no bundle option) on a real photo and two synthetic ones."""
+    cbook = pytest.importorskip("matplotlib.cbook")
+    folder = tmp_path_factory.mktemp("photos")
+    photos = [Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
+    photos += [make_photo(folder / f"synthetic{i}.jpg", seed=i) for i in range(2)]
+    result = CliRunner().invoke(hashtag_main, ["predict", "--json", *map(str, photos)], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    out = tmp_path_factory.mktemp("x86") / "predict.jsonl"
+    out.write_text(result.stdout)
+    return out
+
+
+def write_jsonl(path: Path, records: dict[str, dict[str, Any]], folder: str = "/elsewhere") -> Path:
+    path.write_text("".join(json.dumps({**r, "image": f"{folder}/{name}"}) + "\n" for name, r in records.items()))
+    return path
+
+
+def shipped_thresholds() -> dict[str, dict[str, float]]:
+    import hashtag.models
+
+    return ac.manifest_thresholds(json.loads((Path(hashtag.models.__file__).parent / "manifest.json").read_text()))
+
+
+def test_identical_runs_pass_and_name_by_file(x86_output: Path, tmp_path: Path) -> None:
+    ref = ac.read_predictions(x86_output)
+    assert set(ref) == {"grace_hopper.jpg", "synthetic0.jpg", "synthetic1.jpg"}
+    # the aarch64 side prints other folders: records are matched by file name
+    cand = ac.read_predictions(write_jsonl(tmp_path / "arm.jsonl", ref, "/tmp/hashtag-run/photos"))
+    result = ac.compare(ref, cand, thresholds=shipped_thresholds())
+    assert result["ok"] and result["hashtags_identical"] and result["within_tolerance"]
+    assert result["compared"] == 3 and result["max_abs_diff"] == 0.0
+    assert set(result["max_abs_diff_by_model"]) == {"ensemble", "vgg16", "inceptionv3", "xception"}
+    close = result["closest_to_threshold"]
+    assert close["margin"] == pytest.approx(abs(close["reference"] - close["threshold"]))
+    assert "#person" in ref["grace_hopper.jpg"]["hashtags"]
+
+
+def test_small_differences_pass_and_the_largest_is_reported(x86_output: Path) -> None:
+    ref = ac.read_predictions(x86_output)
+    cand = copy.deepcopy(ref)
+    thresholds = shipped_thresholds()
+    # nudge every score of one model by 0.004 away from its threshold (hashtags cannot change), one by 0.011
+    scores = cand["synthetic0.jpg"]["models"]["xception"]["scores"]
+    for tag, p in scores.items():
+        scores[tag] = p + (0.004 if p >= thresholds["xception"][tag] else -0.004)
+    tag = max(scores, key=lambda t: abs(scores[t] - thresholds["xception"][t]))
+    scores[tag] += 0.011 if scores[tag] >= thresholds["xception"][tag] else -0.011
+    result = ac.compare(ref, cand)
+    assert result["ok"]
+    assert result["max_abs_diff"] == pytest.approx(0.015)
+    assert result["max_abs_diff_at"]["image"] == "synthetic0.jpg"
+    assert (result["max_abs_diff_at"]["model"], result["max_abs_diff_at"]["tag"]) == ("xception", tag)
+    assert result["max_abs_diff_by_model"]["ensemble"] == 0.0
+
+
+def test_a_probability_beyond_the_tolerance_fails(x86_output: Path) -> None:
+    ref = ac.read_predictions(x86_output)
+    cand = copy.deepcopy(ref)
+    scores = cand["grace_hopper.jpg"]["scores"]
+    tag = min(scores, key=scores.get)  # the least likely tag: moving it up 0.03 keeps it under its threshold
+    scores[tag] += 0.03
+    result = ac.compare(ref, cand)
+    assert result["hashtags_identical"] and not result["within_tolerance"] and not result["ok"]
+    assert result["max_abs_diff"] == pytest.approx(0.03)
+    assert ac.compare(ref, cand, tolerance=0.05)["ok"]
+
+
+def test_a_different_hashtag_fails_even_within_the_tolerance(x86_output: Path) -> None:
+    ref = ac.read_predictions(x86_output)
+    cand = copy.deepcopy(ref)
+    cand["grace_hopper.jpg"]["models"]["vgg16"]["hashtags"] = ref["grace_hopper.jpg"]["models"]["vgg16"]["hashtags"][:-1]
+    result = ac.compare(ref, cand)
+    assert not result["ok"] and not result["hashtags_identical"] and result["within_tolerance"]
+    assert [(m["image"], m["model"]) for m in result["hashtag_mismatches"]] == [("grace_hopper.jpg", "vgg16")]
+    # the ensemble's list is compared too, order included (hashtags are sorted by score)
+    cand = copy.deepcopy(ref)
+    cand["grace_hopper.jpg"]["hashtags"] = list(reversed(ref["grace_hopper.jpg"]["hashtags"]))
+    assert len(ref["grace_hopper.jpg"]["hashtags"]) > 1
+    assert ac.compare(ref, cand)["hashtag_mismatches"][0]["model"] == "ensemble"
+
+
+def test_missing_photos_errors_and_missing_scores_fail(x86_output: Path) -> None:
+    ref = ac.read_predictions(x86_output)
+    cand = copy.deepcopy(ref)
+    del cand["synthetic1.jpg"]
+    result = ac.compare(ref, cand)
+    assert not result["ok"] and result["missing_on_candidate"] == ["synthetic1.jpg"] and result["compared"] == 2
+
+    cand = copy.deepcopy(ref)
+    cand["synthetic1.jpg"] = {"image": "synthetic1.jpg", "error": "cannot identify image file"}
+    result = ac.compare(ref, cand)
+    assert not result["ok"] and result["errors"]["candidate"] == ["synthetic1.jpg"]
+
+    cand = copy.deepcopy(ref)
+    del cand["synthetic0.jpg"]["models"]["inceptionv3"]
+    result = ac.compare(ref, cand)
+    assert not result["ok"] and result["missing_scores"] == [{"image": "synthetic0.jpg", "model": "inceptionv3", "tag": None}]
+
+    assert not ac.compare({}, {})["ok"]  # nothing compared is no proof
+
+
+def test_unreadable_output_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"image": "a.jpg"}\nnot json\n')
+    with pytest.raises(ac.CompareError, match="bad.jsonl:2"):
+        ac.read_predictions(bad)
+    bad.write_text('{"image": "x/a.jpg"}\n{"image": "y/a.jpg"}\n')
+    with pytest.raises(ac.CompareError, match="twice"):
+        ac.read_predictions(bad)
+
+
+def test_compare_command_exit_codes(x86_output: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashtag.models
+
+    manifest = Path(hashtag.models.__file__).parent / "manifest.json"
+    out = tmp_path / "cmp.json"
+    assert ac.main(["compare", str(x86_output), str(x86_output), "--manifest", str(manifest), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["ok"] and capsys.readouterr().out.startswith("OK: 3/3 photos")
+    ref = ac.read_predictions(x86_output)
+    ref["grace_hopper.jpg"]["hashtags"] = []
+    changed = write_jsonl(tmp_path / "arm.jsonl", ref)
+    assert ac.main(["compare", str(x86_output), str(changed)]) == 1
+    assert "DIFFERENT" in capsys.readouterr().out
+
+
+def test_photo_selection_is_fixed_and_from_the_test_split(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "images").mkdir(parents=True)
+    ids = [f"mir{i:05d}" for i in range(200)]
+    for i in ids[:60]:
+        make_photo(corpus / "images" / f"{i}.jpg", seed=1, size=(16, 16))
+    for i in ids[60:]:
+        (corpus / "images" / f"{i}.jpg").write_bytes(b"\xff\xd8 not decoded here")
+    chosen = ac.corpus_test_photos(corpus, 5)
+    assert len(chosen) == 5 and all(split_of(p.stem) == "test" for p in chosen)
+    assert chosen == ac.corpus_test_photos(corpus, 5)
+    extra = make_photo(tmp_path / "grace.jpg", seed=2)
+    rows = ac.select_photos(tmp_path / "dest", corpus, 5, [extra])
+    assert [r["name"] for r in rows] == ["grace.jpg"] + [p.name for p in chosen]
+    assert rows[0]["source"] == "extra" and rows[1]["source"] == "corpus test split"
+    assert rows[0]["sha256"] == ac.sha256_file(extra)
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == sorted(r["name"] for r in rows)
+    with pytest.raises(ac.CompareError, match="two photos"):
+        ac.select_photos(tmp_path / "dest2", None, 0, [extra, extra])
+
+
+def test_env_and_peak_rss_on_this_machine(tmp_path: Path) -> None:
+    env = ac.machine_env()
+    assert env["packages"]["onnxruntime"] and env["cpu"]["machine"]
+    assert {"vgg16.int8.onnx", "inceptionv3.int8.onnx", "xception.int8.onnx"} <= set(env["bundle"])
+    out = tmp_path / "rss.json"
+    code = ac.main(["peak-rss", str(out), "--key", "baseline", "--", sys.executable, "-c", "x = bytearray(64 << 20)"])
+    assert code == 0
+    rec = json.loads(out.read_text())["baseline"]
+    assert rec["returncode"] == 0 and rec["peak_rss_mib"] >= 64
+
+
+def test_peak_rss_is_the_child_s_own_not_an_earlier_one_s(tmp_path: Path) -> None:
+    """RUSAGE_CHILDREN can report a bigger process that ran before in the same shell: run.sh runs them in a row."""
+    out = tmp_path / "rss.json"
+    script = (f"{sys.executable} -c 'x = bytearray(256 << 20)'; "
+              f"{sys.executable} -m hashtag.benchmarks.arm_compare peak-rss {out} --key small -- {sys.executable} -c pass")
+    subprocess.run(["bash", "-c", script], check=True)
+    assert json.loads(out.read_text())["small"]["peak_rss_mib"] < 128
+
+
+def test_report_of_a_results_folder(x86_output: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    env = ac.machine_env()
+    rss = {"predict": {"peak_rss_mib": 300.0}, "baseline": {"peak_rss_mib": 10.0}}
+    ref = ac.read_predictions(x86_output)
+    for side in ("x86_64", "aarch64-cortex-a72", "aarch64-max"):
+        (results / side).mkdir(parents=True)
+        side_env = {**env, "cpu": {"machine": "aarch64", "hwcap": ["asimd"], "hwcap2": []}} if side != "x86_64" else env
+        (results / side / "env.json").write_text(json.dumps(side_env))
+        (results / side / "rss.json").write_text(json.dumps(rss))
+        records = copy.deepcopy(ref)
+        if side == "aarch64-max":
+            records["synthetic0.jpg"]["hashtags"] = ["#sea"]
+        write_jsonl(results / side / "predict.jsonl", records)
+        if side != "x86_64":
+            ac.main(["compare", str(x86_output), str(results / side / "predict.jsonl"),
+                     "--out", str(results / f"compare-{side.split('-', 1)[1]}.json")])
+    (results / "photos.tsv").write_text("name\tsource\tbytes\tsha256\n" + "".join(
+        f"{n}\t{'extra' if n.startswith('grace') else 'corpus test split'}\t1\tx\n" for n in ref))
+    assert ac.main(["report", str(results), "--meta", "commit=abc123", "--meta", "tolerance=0.02"]) == 1
+    summary = json.loads((results / "summary.json").read_text())
+    assert [(r["label"], r["ok"]) for r in summary["runs"]] == [("cortex-a72", True), ("max", False)]
+    assert summary["commit"] == "abc123" and summary["n_photos"] == 3 and not summary["ok"]
+    assert summary["models"] == ["ensemble", "inceptionv3", "vgg16", "xception"]
+    readme = (results / "README.md").read_text()
+    assert "| cortex-a72 | asimd | yes (3/3 photos) |" in readme
+    assert "synthetic0.jpg ensemble" in readme and "**no** (1 differ)" in readme
+    assert "same SHA-256 as on x86-64" in readme
+    assert " ms" not in readme and "second" not in readme  # no timing is ever reported
+
+
+def test_the_script_is_wired_to_this_module() -> None:
+    script = (REPO / "benchmarks" / "arm64" / "run.sh").read_text()
+    for command in ("select-photos", "env", "peak-rss", "compare", "report"):
+        assert f"arm_compare {command}" in script or f'"${{COMPARE[@]}}" {command}' in script, command
+    assert "--bundle" not in script and "/sys" in script  # default bundle; /sys is named only to say it is not mounted
+    assert "mount_in_root --bind /sys" not in script
