@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import aiohttp
 
-from hashtag.benchmarks.envinfo import collect, hardware_line
+from hashtag.benchmarks.envinfo import collect, hardware_line, load_average
 from hashtag.benchmarks.photos import synthetic_photo
 from hashtag.benchmarks.stats import percentile
 from hashtag.models import default_bundle
@@ -338,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"runtime: {_verdict(v.get('throughput_8_clients'))}; no errors: {_verdict(v['no_errors'])}")
     if "ray" in result["modes"]:
         print(f"Ray Serve: no errors: {_verdict(result['modes']['ray']['verdicts']['no_errors'])}")
+    result["load_average_end"] = load_average()
+    print(f"load average (1/5/15 min) at start {env['load_average_start']}, at end {result['load_average_end']}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))
 
