@@ -56,8 +56,12 @@ def serve(ctx: click.Context, host: str, port: int, bundle_dir: Path | None, mod
                              max_images=max_images, api_key=read_api_key(api_key_file) if api_key_file else None,
                              provider=provider, threads=threads, workers=workers, timeout_s=timeout_s)
         if use_ray:
-            from hashtag.serve.ray_app import serve_on_ray  # Ray loads only when asked for
-
+            try:
+                from hashtag.serve.ray_app import serve_on_ray  # Ray loads only when asked for
+            except ImportError as exc:
+                if (exc.name or "").startswith("hashtag."):
+                    raise
+                raise click.ClickException(f"--ray needs {exc.name or exc}: pip install 'hashtag[serve]'") from None
             serve_on_ray(config, RayConfig(address=address, replicas=replicas, max_batch_size=max_batch_size),
                          log_level)
         else:

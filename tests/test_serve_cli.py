@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -74,3 +75,11 @@ def test_configuration_errors_are_one_line(tiny_bundle: Path, tmp_path: Path) ->
     assert empty_key.exit_code == 1 and "is empty" in empty_key.stderr
     ray_only = run("--bundle", str(tiny_bundle), "--replicas", "3")
     assert ray_only.exit_code == 2 and "--replicas needs --ray" in ray_only.stderr
+
+
+def test_ray_missing_says_which_extra(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "hashtag.serve.ray_app", raising=False)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
+    result = run("--ray", "--bundle", str(tiny_bundle))
+    assert result.exit_code == 1
+    assert result.stderr == "Error: --ray needs ray: pip install 'hashtag[serve]'\n"
