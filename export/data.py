@@ -50,7 +50,7 @@ class ExportImages:
         self.calibration = self._sample(list(dataset.split("train")), calibration_images, rng, "train")
         columns = [dataset.tags.index(t) for t in tags]
         self.tags = tuple(tags)
-        self.val_labels = np.stack([r.labels[columns] for r in self.val]).astype(np.uint8)
+        self.val_labels = np.stack([r.targets[columns] for r in self.val])  # 1/0/-1: unknown labels stay unknown
         self.dataset_summary: dict[str, Any] = {"dataset": str(data_dir), **dict(dataset.meta.get("summary") or {})}
         self._progress = progress
         self._cache: dict[tuple[str, int, str], np.ndarray] = {}
@@ -64,7 +64,7 @@ class ExportImages:
         return [records[i] for i in sorted(rng.choice(len(records), size=limit, replace=False))]
 
     def labels(self, tags: Sequence[str]) -> np.ndarray:
-        """Val labels ``[n, len(tags)]`` in the order of ``tags``."""
+        """Val labels ``[n, len(tags)]`` (1, 0, -1 unknown) in the order of ``tags``."""
         return self.val_labels[:, [self.tags.index(t) for t in tags]]
 
     def pixels(self, which: str, size: int, resize: str) -> np.ndarray:

@@ -82,7 +82,8 @@ def test_build_from_local_paths(tmp_path: Path) -> None:
     (tables / "images" / "p007.jpg").unlink()  # one photo fails: missing file
     (tables / "images" / "p011.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "ds"
-    code, output = build("--tables", str(tables), "--out", str(out), "--tags", ",".join(TAGS), "--workers", "3")
+    code, output = build("--tables", str(tables), "--out", str(out), "--tags", ",".join(TAGS), "--workers", "3",
+                         "--min-positives", "1")
     assert code == 0, output
     assert "photos read 40, kept 40, stored 38, failed 2" in output
 
@@ -140,13 +141,14 @@ def test_rerun_resumes_and_changes_nothing(tmp_path: Path) -> None:
 
 def test_require_tag_and_confidence_options(tmp_path: Path) -> None:
     tables = make_tables(tmp_path / "tables", 12)
-    code, output = build("--tables", str(tables), "--out", str(tmp_path / "a"), "--tags", "dog", "--require-tag")
+    code, output = build("--tables", str(tables), "--out", str(tmp_path / "a"), "--tags", "dog", "--require-tag",
+                         "--min-positives", "1")
     assert code == 0, output
     ds = load_dataset(tmp_path / "a")
     assert sorted(r.photo_id for r in ds.records) == ["p000", "p005", "p010"]
     assert json.loads((tmp_path / "a" / "dataset.json").read_text())["summary"]["dropped_untagged"] == 9
     code, output = build("--tables", str(tables), "--out", str(tmp_path / "b"), "--tags", "sky,sea",
-                         "--min-confidence", "40")
+                         "--min-confidence", "40", "--min-positives", "1")
     assert code == 0, output
     assert all(r.labels[0] == 1 for r in load_dataset(tmp_path / "b").records)
 
@@ -184,7 +186,7 @@ def test_build_over_http_asks_for_sized_images(tmp_path: Path) -> None:
         server.add("/photo-3", image_bytes(seed=3), fail_first=1, fail_status=503)
         tables = make_tables(tmp_path / "tables", 21, source=lambda i: server.url(f"/photo-{i}"), size=(6000, 4000))
         code, output = build("--tables", str(tables), "--out", str(tmp_path / "ds"), "--tags", "sea,tree",
-                             "--retries", "2", "--timeout", "5")
+                             "--retries", "2", "--timeout", "5", "--min-positives", "1")
         assert code == 0, output
         assert "stored 20, failed 1" in output and "http 404 1" in output  # photo-20 was never served
         assert server.queries["/photo-0"] == [{"w": ["449"], "fit": ["max"], "fm": ["jpg"], "q": ["85"]}]

@@ -1,8 +1,9 @@
 """The dataset folder: build it from Unsplash Lite tables, and load it for training.
 
 Storage decision: one RGB JPEG per photo (EXIF applied, shorter side at most 299 px, never upscaled,
-aspect kept) under ``images/<hh>/<photo_id>.jpg``, plus ``labels.tsv`` (photo id, split, file, one 0/1
-column per tag) and ``dataset.json`` (settings and summary). Why: 299 px serves every model (VGG16 at
+aspect kept) under ``images/<hh>/<photo_id>.jpg``, plus ``labels.tsv`` (photo id, split, file, one column
+per tag: 1 present, 0 absent, -1 unknown, see ``partial_labels``) and ``dataset.json`` (settings, vocabulary
+rule, summary). Why: 299 px serves every model (VGG16 at
 224, Inception/Xception at 299) from one copy; JPEG at ~10-30 kB a photo keeps 25k photos near half a
 gigabyte instead of the original's RAM-crashing pickled float arrays; single files make the build
 resumable photo by photo (atomic rename, journal) and let training stream with tf.data or any loader
@@ -13,6 +14,9 @@ step avoids anyway by caching backbone features.
 
 Layout of ``DIR``: ``dataset.json``, ``labels.tsv``, ``failures.tsv`` (photo, reason, detail),
 ``journal.jsonl`` (append-only download log used for resume), ``images/``.
+
+Format version 2 added unknown labels (-1); readers of version 1 refuse it rather than read -1 as a negative,
+and version 1 folders (0/1 only: every label known) still load.
 """
 from __future__ import annotations
 
@@ -32,11 +36,14 @@ from hashtag.train.download import Downloader, DownloadConfig, Job, RunReport
 from hashtag.train.errors import SettingsError, TrainError
 from hashtag.train.fetch import is_url, sized_url
 from hashtag.train.files import atomic_path, write_text_atomically
+from hashtag.train.partial_labels import UNKNOWN
 from hashtag.train.splits import SPLITS, TEST_FRACTION, VAL_FRACTION, split_of
 from hashtag.train.store import Journal
-from hashtag.train.tables import KeywordFilter, Photo, Selection, select
+from hashtag.train.tables import PHOTO_SOURCE_COLUMN, KeywordFilter, Photo, Selection, select
+from hashtag.train.vocabulary import VocabularyRule
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LABEL_VALUES = {1: frozenset({"0", "1"}), 2: frozenset({"0", "1", str(UNKNOWN)})}  # per format version
 META_NAME = "dataset.json"
 LABELS_NAME = "labels.tsv"
 FAILURES_NAME = "failures.tsv"
@@ -62,6 +69,7 @@ class BuildConfig:
     require_tag: bool = False
     limit: int | None = None
     retry_failed: bool = False
+    rule: VocabularyRule = field(default_factory=VocabularyRule)
 
     def __post_init__(self) -> None:
         if self.tags is not None and self.top_n is not None:
@@ -72,12 +80,17 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class Record:
-    """One stored photo: its split, image file and multi-hot labels in the dataset's tag order."""
+    """One stored photo: its split, image file and targets in the dataset's tag order (int8: 1, 0 or UNKNOWN)."""
 
     photo_id: str
     split: str
     path: Path
-    labels: np.ndarray
+    targets: np.ndarray
+
+    @property
+    def labels(self) -> np.ndarray:
+        """uint8 multi-hot: 1 where the tag is present, 0 where it is absent or unknown."""
+        return (self.targets > 0).astype(np.uint8)
 
 
 @dataclass
@@ -95,11 +108,16 @@ class Dataset:
         return [r for r in self.records if r.split == name]
 
     def labels(self, split: str | None = None) -> np.ndarray:
-        """[n, len(tags)] uint8 labels of one split (or all records)."""
+        """[n, len(tags)] uint8 positives of one split (or all records); unknown reads 0, so train and score
+        on ``targets``."""
+        return (self.targets(split) > 0).astype(np.uint8)
+
+    def targets(self, split: str | None = None) -> np.ndarray:
+        """[n, len(tags)] int8 targets of one split (or all records): 1, 0, or UNKNOWN."""
         records = self.records if split is None else self.split(split)
         if not records:
-            return np.zeros((0, len(self.tags)), dtype=np.uint8)
-        return np.stack([r.labels for r in records])
+            return np.zeros((0, len(self.tags)), dtype=np.int8)
+        return np.stack([r.targets for r in records])
 
 
 def image_relpath(photo_id: str) -> str:
@@ -139,7 +157,8 @@ def _meta(config: BuildConfig, selection: Selection, summary: dict[str, Any]) ->
         "version": FORMAT_VERSION,
         "tags": list(selection.tags),
         **config.keyword_filter.to_dict(),
-        "vocabulary": f"top-n {config.top_n}" if config.top_n else ("tags" if config.tags else "default"),
+        "vocabulary": selection.vocabulary,
+        "partial_labels": partial_labels_record(selection),
         "require_tag": config.require_tag,
         "image_max_side": config.download.max_side,
         "jpeg_quality": config.download.jpeg_quality,
@@ -150,16 +169,21 @@ def _meta(config: BuildConfig, selection: Selection, summary: dict[str, Any]) ->
     }
 
 
+def partial_labels_record(selection: Selection) -> dict[str, Any]:
+    """dataset.json's account of unknown labels: the source column used, and per tag the sources that never
+    carry it (its labels are unknown on their photos)."""
+    if selection.source_tags is None:
+        return {"source_column": None, "rule": "no source column: every missing keyword is a negative"}
+    return {"source_column": PHOTO_SOURCE_COLUMN,
+            "rule": "a missing keyword is a negative on photos of a source that carries it somewhere, else unknown",
+            "sources": sorted(selection.source_tags),
+            "unknown_for": {t: s for t, s in selection.unknown_for().items() if s}}
+
+
 def _summary(photos_read: int, kept: list[Photo], selection: Selection, report: RunReport, dropped: int,
              seconds: float) -> dict[str, Any]:
     stored = [p for p in kept if (o := report.outcomes.get(p.photo_id)) is not None and o.ok]
-    per_split = {s: 0 for s in SPLITS}
-    positives = {s: {t: 0 for t in selection.tags} for s in SPLITS}
-    for p in stored:
-        split = split_of(p.photo_id)
-        per_split[split] += 1
-        for tag in selection.tags_of.get(p.photo_id, ()):
-            positives[split][tag] += 1
+    counts = selection.split_counts(stored)
     return {
         "photos_read": photos_read,
         "kept": len(kept),
@@ -172,8 +196,9 @@ def _summary(photos_read: int, kept: list[Photo], selection: Selection, report: 
         "this_run": {"stored": report.stored, "already_stored": report.already_stored, "failed": report.failed,
                      "failed_before": report.failed_before, "requests": report.requests,
                      "seconds": round(seconds, 2)},
-        "splits": per_split,
-        "positives": positives,
+        "splits": counts["splits"],
+        "positives": counts["positives"],
+        "unknown": counts["unknown"],
         "tables": selection.stats.to_dict(),
     }
 
@@ -182,7 +207,7 @@ def build_dataset(config: BuildConfig, progress: Callable[[RunReport], None] | N
                   stop: threading.Event | None = None) -> dict[str, Any]:
     """Read the tables, store every selected photo (resuming), write labels.tsv and dataset.json; returns the meta."""
     started = time.perf_counter()
-    selection = select(config.tables, config.keyword_filter, config.tags, config.top_n)
+    selection = select(config.tables, config.keyword_filter, config.tags, config.top_n, config.rule)
     kept = [p for p in selection.photos if not config.require_tag or p.photo_id in selection.tags_of]
     dropped = len(selection.photos) - len(kept)
     if config.limit is not None:
@@ -227,7 +252,8 @@ def load_dataset(root: Path | str) -> Dataset:
         raise DatasetError(f"{root} is not a dataset folder: {Path(exc.filename).name} is missing") from None
     except ValueError as exc:
         raise DatasetError(f"{root / META_NAME}: not valid JSON ({exc})") from None
-    if meta.get("version") != FORMAT_VERSION:
+    values = LABEL_VALUES.get(meta.get("version"))  # type: ignore[arg-type]
+    if values is None:
         raise DatasetError(f"{root / META_NAME}: unsupported version {meta.get('version')!r}")
     tags = tuple(meta.get("tags") or ())
     expected = [*LABEL_COLUMNS, *tags]
@@ -236,7 +262,7 @@ def load_dataset(root: Path | str) -> Dataset:
     records = []
     for n, line in enumerate(lines[1:], start=2):
         fields = line.split("\t")
-        if len(fields) != len(expected) or fields[1] not in SPLITS or not set(fields[3:]) <= {"0", "1"}:
+        if len(fields) != len(expected) or fields[1] not in SPLITS or not set(fields[3:]) <= values:
             raise DatasetError(f"{root / LABELS_NAME}:{n}: malformed row")
-        records.append(Record(fields[0], fields[1], root / fields[2], np.array(fields[3:], dtype=np.uint8)))
+        records.append(Record(fields[0], fields[1], root / fields[2], np.array(fields[3:], dtype=np.int8)))
     return Dataset(root, tags, records, meta)

@@ -59,7 +59,7 @@ def predict_from_photos(run: RunFolder, name: str, data_dir: Path, tags: Sequenc
                 out.append(np.asarray(model.predict_on_batch(x), dtype=np.float32))
                 bar.update(len(chunk))
         ids[split] = np.array([r.photo_id for r in records])
-        labels[split] = dataset.labels(split)[rows][:, columns].astype(np.float32)
+        labels[split] = dataset.targets(split)[rows][:, columns].astype(np.float32)
         probs[split] = np.concatenate(out) if out else np.zeros((0, len(tags)), np.float32)
     return Predictions(ids, labels, probs)
 

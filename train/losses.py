@@ -10,6 +10,11 @@ keywords rather than true absences. Candidates, compared on validation mAP by th
 - ``asl``: asymmetric loss (Ridnik et al. 2021: gamma+ 0, gamma- 4, probability margin 0.05), which
   discounts easy and possibly mislabelled negatives - suited to partial labels.
 
+Labels may be partial (``hashtag.train.partial_labels``): an UNKNOWN (-1) target contributes nothing. Each
+element's loss is multiplied by the known mask, and the batch's loss is the sum over known elements divided
+by their number, so a known label weighs the same whatever else in the batch is unknown. With every label
+known that is the usual mean over photos and tags.
+
 Keras loads only when a loss is made: the names are read by the light training settings (``config.py``).
 """
 from __future__ import annotations
@@ -34,15 +39,19 @@ ASL_MARGIN = 0.05
 
 
 def positive_weights(labels: np.ndarray) -> np.ndarray:
-    """n_negative / n_positive per tag, clipped to [1/MAX, MAX] so absent tags stay finite."""
+    """n_negative / n_positive per tag among its known labels, clipped to [1/MAX, MAX] so absent tags stay finite."""
     labels = np.asarray(labels, dtype=np.float64)
-    pos = labels.sum(axis=0)
-    neg = labels.shape[0] - pos
+    pos = (labels > 0).sum(axis=0)
+    neg = (labels == 0).sum(axis=0)
     return np.clip(neg / np.maximum(pos, 1.0), 1.0 / MAX_POS_WEIGHT, MAX_POS_WEIGHT).astype(np.float32)
 
 
 def make_loss(name: str, train_labels: np.ndarray) -> LossFn:
-    """The loss called ``name`` (one of LOSS_NAMES); per-sample value is the mean over tags."""
+    """The loss called ``name`` (one of LOSS_NAMES) on targets 1/0/UNKNOWN.
+
+    Keras averages the per-photo values it returns over the batch; each is the photo's summed known-element
+    loss over the batch's mean count of known labels per photo, so that average is the mean over known elements.
+    """
     if name not in LOSS_NAMES:
         raise SettingsError(f"unknown loss {name!r} (known: {', '.join(LOSS_NAMES)})")
     from keras import ops
@@ -50,30 +59,37 @@ def make_loss(name: str, train_labels: np.ndarray) -> LossFn:
     weights = ops.convert_to_tensor(positive_weights(train_labels))
 
     def terms(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> tuple:
+        """(targets with unknown read as 0, known mask, clipped probabilities)."""
         y = ops.cast(y_true, "float32")
+        known = ops.cast(y >= 0, "float32")
         p = ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0 - EPSILON)
-        return y, p
+        return y * known, known, p
+
+    def masked(elements: keras.KerasTensor, known: keras.KerasTensor) -> keras.KerasTensor:
+        """Per-photo values whose batch mean is the mean of ``elements`` over the known entries."""
+        per_photo = ops.mean(ops.sum(known, axis=-1))
+        return ops.sum(elements * known, axis=-1) / ops.maximum(per_photo, EPSILON)
 
     def bce(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
-        y, p = terms(y_true, y_pred)
-        return -ops.mean(y * ops.log(p) + (1 - y) * ops.log(1 - p), axis=-1)
+        y, known, p = terms(y_true, y_pred)
+        return -masked(y * ops.log(p) + (1 - y) * ops.log(1 - p), known)
 
     def weighted(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
-        y, p = terms(y_true, y_pred)
-        return -ops.mean(weights * y * ops.log(p) + (1 - y) * ops.log(1 - p), axis=-1)
+        y, known, p = terms(y_true, y_pred)
+        return -masked(weights * y * ops.log(p) + (1 - y) * ops.log(1 - p), known)
 
     def focal(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
-        y, p = terms(y_true, y_pred)
+        y, known, p = terms(y_true, y_pred)
         pos = y * ops.power(1 - p, FOCAL_GAMMA) * ops.log(p)
         neg = (1 - y) * ops.power(p, FOCAL_GAMMA) * ops.log(1 - p)
-        return -ops.mean(pos + neg, axis=-1)
+        return -masked(pos + neg, known)
 
     def asl(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
-        y, p = terms(y_true, y_pred)
+        y, known, p = terms(y_true, y_pred)
         shifted = ops.maximum(p - ASL_MARGIN, 0.0)
         pos = y * ops.log(p)
         neg = (1 - y) * ops.power(shifted, ASL_GAMMA_NEG) * ops.log(ops.maximum(1 - shifted, EPSILON))
-        return -ops.mean(pos + neg, axis=-1)
+        return -masked(pos + neg, known)
 
     fn = {"bce": bce, "weighted": weighted, "focal": focal, "asl": asl}[name]
     fn.__name__ = f"{name}_loss"

@@ -5,6 +5,9 @@ follow scikit-learn's (AP as the step-wise area under the precision-recall curve
 The original project's Keras "accuracy" is reported as binary accuracy at 0.5 (what tf.keras 2.x
 computed for ``metrics=['accuracy']`` with binary cross-entropy), always next to the do-nothing
 baseline of predicting no tag at all, which scores high on sparse labels.
+
+Labels are 1, 0 or UNKNOWN (-1, ``hashtag.train.partial_labels``): unknown entries are left out of every
+figure, so a tag's AP, F1 and threshold come from the rows where its label is known.
 """
 from __future__ import annotations
 
@@ -13,20 +16,25 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from hashtag.train.partial_labels import is_known
+
 DEFAULT_THRESHOLD = 0.5
 
 
-def _check(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(positive, known, scores): boolean positives and known-label mask, float64 scores."""
     y = np.asarray(y_true)
     s = np.asarray(scores, dtype=np.float64)
     if y.shape != s.shape:
         raise ValueError(f"labels {y.shape} and scores {s.shape} differ in shape")
-    return (y > 0).astype(np.int64), s
+    return y > 0, is_known(y), s
 
 
 def _ranked_counts(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """True/false positives when predicting ``score >= t`` for each distinct score t, highest t first."""
-    y, s = _check(y_true, scores)
+    """True/false positives when predicting ``score >= t`` for each distinct score t, highest t first,
+    over the rows whose label is known."""
+    positive, known, s = _check(y_true, scores)
+    y, s = positive[known].astype(np.int64), s[known]
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     last_of_group = np.r_[np.flatnonzero(np.diff(s)), s.size - 1] if s.size else np.array([], dtype=np.int64)
@@ -70,12 +78,12 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray, default: float = D
 
 
 def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, tags: Sequence[str]) -> dict[str, float]:
-    """Per-tag F1-optimal thresholds (meant for the validation split)."""
+    """Per-tag F1-optimal thresholds (meant for the validation split), each over the rows where it is known."""
     return {tag: best_f1_threshold(y_true[:, j], probs[:, j]) for j, tag in enumerate(tags)}
 
 
 def tag_aps(y_true: np.ndarray, probs: np.ndarray) -> list[float]:
-    """AP of every tag (column), NaN for a tag without positives."""
+    """AP of every tag (column) over its known rows, NaN for a tag without positives."""
     return [average_precision(y_true[:, j], probs[:, j]) for j in range(probs.shape[1])]
 
 
@@ -94,9 +102,9 @@ def mean_average_precision(y_true: np.ndarray, probs: np.ndarray) -> float:
 
 
 def binary_accuracy(y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
-    """Keras' binary accuracy: element-wise agreement of ``prob > threshold`` with the labels."""
-    y, p = _check(y_true, probs)
-    return float(np.mean((p > threshold) == (y == 1)))
+    """Keras' binary accuracy: element-wise agreement of ``prob > threshold`` with the known labels."""
+    positive, known, p = _check(y_true, probs)
+    return _safe_div(np.sum(((p > threshold) == positive) & known), np.sum(known))
 
 
 def _safe_div(num: float, den: float) -> float:
@@ -106,17 +114,20 @@ def _safe_div(num: float, den: float) -> float:
 def split_metrics(
     y_true: np.ndarray, probs: np.ndarray, tags: Sequence[str], thresholds: Mapping[str, float]
 ) -> dict[str, Any]:
-    """Everything reported for one split, JSON-ready; F1/precision/recall use ``prob >= threshold``."""
-    y, p = _check(y_true, probs)
+    """Everything reported for one split, JSON-ready; F1/precision/recall use ``prob >= threshold``.
+
+    Unknown labels count nowhere: not as errors, not as agreements (exact match asks the known ones only).
+    """
+    y, known, p = _check(y_true, probs)
     if p.ndim != 2 or p.shape[1] != len(tags):
         raise ValueError(f"scores have shape {p.shape}, expected [n, {len(tags)}]")
     t = np.array([thresholds[tag] for tag in tags], dtype=np.float64)
-    pred = (p >= t).astype(np.int64)
+    pred = p >= t
     tp = (pred & y).sum(axis=0)
-    fp = (pred & (1 - y)).sum(axis=0)
-    fn = ((1 - pred) & y).sum(axis=0)
+    fp = (pred & ~y & known).sum(axis=0)
+    fn = (~pred & y).sum(axis=0)
     support = y.sum(axis=0)
-    aps = tag_aps(y, p)
+    aps = tag_aps(y_true, p)
     per_tag: dict[str, dict[str, Any]] = {}
     for j, (tag, ap) in enumerate(zip(tags, aps)):
         prec = _safe_div(tp[j], tp[j] + fp[j])
@@ -127,6 +138,7 @@ def split_metrics(
             "recall": rec,
             "f1": _safe_div(2 * prec * rec, prec + rec),
             "support": int(support[j]),
+            "known": int(known[:, j].sum()),
             "threshold": float(t[j]),
         }
     scored = [tag for tag in tags if per_tag[tag]["support"] > 0]
@@ -135,9 +147,10 @@ def split_metrics(
         "mAP": mean_ap(aps),
         "micro_f1": _safe_div(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()),
         "macro_f1": float(np.mean([per_tag[tag]["f1"] for tag in scored])) if scored else math.nan,
-        "exact_match": float(np.mean(np.all(pred == y, axis=1))),
-        "hamming_loss": float(np.mean(pred != y)),
-        "binary_accuracy": binary_accuracy(y, p, 0.5),
-        "do_nothing_accuracy": float(np.mean(y == 0)),
+        "exact_match": float(np.mean(np.all((pred == y) | ~known, axis=1))),
+        "hamming_loss": _safe_div(np.sum((pred != y) & known), np.sum(known)),
+        "binary_accuracy": binary_accuracy(y_true, p, 0.5),
+        "do_nothing_accuracy": _safe_div(np.sum(~y & known), np.sum(known)),
+        "unknown_labels": int(np.sum(~known)),
         "per_tag": per_tag,
     }

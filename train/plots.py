@@ -42,7 +42,7 @@ def plot_pr_curves(labels: np.ndarray, probs: np.ndarray, tags: Sequence[str], t
     fig = Figure(figsize=(7, 6), layout="constrained")
     ax = fig.subplots()
     for j, tag in enumerate(tags):
-        if labels[:, j].sum() == 0:
+        if not np.any(labels[:, j] > 0):
             continue
         precision, recall, _ = precision_recall_curve(labels[:, j], probs[:, j])
         ap = average_precision(labels[:, j], probs[:, j])

@@ -3,12 +3,12 @@
 Training writes it, evaluation updates it, export and the benchmarks read it; all of them take the file
 names, the predictions format and the row selection from here::
 
-    run.json                     tags, dataset, models, seed, config, split sizes
+    run.json                     tags, dataset, vocabulary rule, partial labels, models, seed, config, split sizes
     <model>/model.keras          backbone + chosen head: preprocessed NHWC float32 -> sigmoid [N, T]
-    <model>/model.json           backbone, input size, preprocessing, weights provenance, head, loss,
-                                 candidates compared, (after evaluation) thresholds and metrics
+    <model>/model.json           tags, vocabulary rule, backbone, input size, preprocessing, weights provenance,
+                                 head, loss, candidates compared, (after evaluation) thresholds and metrics
     <model>/history.json         loss / val loss / val mAP per epoch of every candidate
-    <model>/predictions.npz      val and test probabilities of the chosen head (ids, labels, probs)
+    <model>/predictions.npz      val and test probabilities of the chosen head (ids, labels 1/0/-1 unknown, probs)
     ensemble.json, report.md, plots/*.png   written by evaluation
 
 Light on purpose (numpy only): evaluating saved predictions, export and the benchmarks need no TensorFlow here.

@@ -5,6 +5,9 @@ keywords that pass the confidence filter (and, with a fixed vocabulary, only voc
 are kept in memory. Shards (``keywords.tsv000``, ``keywords.tsv001``, ...) each carry their own header,
 as the Unsplash dataset ships them. Fields may be quoted (the tables are PostgreSQL ``COPY ... CSV``
 exports with a tab delimiter), so the ``csv`` module parses them.
+
+``select`` settles the vocabulary (``hashtag.train.vocabulary``) and which labels are known
+(``hashtag.train.partial_labels``: the optional ``photo_source`` column).
 """
 from __future__ import annotations
 
@@ -15,13 +18,23 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from hashtag.train.errors import SettingsError, TrainError
+from hashtag.train.partial_labels import UNKNOWN, label_row, source_keywords
+from hashtag.train.splits import SPLITS, split_of
+from hashtag.train.vocabulary import (
+    DEFAULT_TAGS,
+    VocabularyRule,
+    check_asked_tags,
+    choose_vocabulary,
+    normalize_keyword,
+    positives_by_keyword,
+)
 
-DEFAULT_TAGS = ("animal", "human", "mountain", "nature", "outdoors", "person", "plant", "sea", "tree", "water")
 PHOTO_COLUMNS = ("photo_id", "photo_image_url")
 PHOTO_SIZE_COLUMNS = ("photo_width", "photo_height")
+PHOTO_SOURCE_COLUMN = "photo_source"  # which collection a photo comes from; absent in the real Unsplash tables
 KEYWORD_COLUMNS = ("photo_id", "keyword", "ai_service_1_confidence")
 AI2_COLUMN = "ai_service_2_confidence"
 USER_COLUMN = "suggested_by_user"
@@ -68,12 +81,14 @@ class KeywordFilter:
 
 @dataclass(frozen=True, slots=True)
 class Photo:
-    """One photo row: where its image is (https URL or path relative to the tables folder) and its size if known."""
+    """One photo row: where its image is (https URL or path relative to the tables folder), its size if known,
+    and the collection it comes from (``photo_source``; None when the table has no such column)."""
 
     photo_id: str
     source: str
     width: int | None = None
     height: int | None = None
+    photo_source: str | None = None
 
 
 @dataclass
@@ -94,21 +109,45 @@ class TableStats:
 
 @dataclass
 class Selection:
-    """The photos to build from, the vocabulary, and each photo's tags (only photos with any tag appear)."""
+    """The photos to build from, the vocabulary, each photo's tags (only photos with any tag appear), and
+    which keywords each photo source uses (None: no source column, every label is known)."""
 
     photos: list[Photo]
     tags: tuple[str, ...]
     tags_of: dict[str, frozenset[str]]
     stats: TableStats = field(default_factory=TableStats)
+    vocabulary: dict[str, Any] = field(default_factory=dict)  # how the tags were chosen, for dataset.json
+    source_tags: dict[str, frozenset[str]] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._source_of = {p.photo_id: p.photo_source for p in self.photos if p.photo_source is not None}
+        self.source_tags = source_keywords(self._source_of, self.tags_of) if self._source_of else None
 
     def labels(self, photo_id: str) -> list[int]:
-        have = self.tags_of.get(photo_id, frozenset())
-        return [int(t in have) for t in self.tags]
+        """1/0 per tag, UNKNOWN where the photo's source never uses the tag."""
+        known = None if self.source_tags is None else self.source_tags.get(self._source_of.get(photo_id, ""),
+                                                                           frozenset())
+        return label_row(self.tags_of.get(photo_id, frozenset()), self.tags, known)
 
+    def unknown_for(self) -> dict[str, list[str]]:
+        """tag -> the photo sources whose photos never carry it (empty without a source column)."""
+        sources = self.source_tags or {}
+        return {t: sorted(s for s, used in sources.items() if t not in used) for t in self.tags}
 
-def normalize_keyword(keyword: str) -> str:
-    """Lower case, trimmed, inner whitespace collapsed: ' Sea  Water ' -> 'sea water'."""
-    return " ".join(keyword.split()).lower()
+    def split_counts(self, photos: Iterable[Photo]) -> dict[str, Any]:
+        """Photos per split, and per split and tag the positives and the unknown labels."""
+        counts: dict[str, Any] = {"splits": {s: 0 for s in SPLITS},
+                                  "positives": {s: {t: 0 for t in self.tags} for s in SPLITS},
+                                  "unknown": {s: {t: 0 for t in self.tags} for s in SPLITS}}
+        for photo in photos:
+            split = split_of(photo.photo_id)
+            counts["splits"][split] += 1
+            for tag, value in zip(self.tags, self.labels(photo.photo_id)):
+                if value == 1:
+                    counts["positives"][split][tag] += 1
+                elif value == UNKNOWN:
+                    counts["unknown"][split][tag] += 1
+        return counts
 
 
 def _confidence(text: str) -> float:
@@ -145,6 +184,22 @@ def _long_fields() -> Iterator[None]:
         csv.field_size_limit(previous)
 
 
+def _delimiter(path: Path) -> str:
+    return _DELIMITERS[path.name.split(".")[-1][:3]]
+
+
+def has_column(files: Sequence[Path], column: str) -> bool:
+    """True when every shard has ``column``, False when none has; shards that disagree are an error."""
+    present = []
+    for path in files:
+        with path.open(newline="", encoding="utf-8-sig") as fh, _long_fields():
+            present.append(column in [h.strip() for h in next(csv.reader(fh, delimiter=_delimiter(path)), [])])
+    if all(present) or not any(present):
+        return all(present)
+    having = ", ".join(p.name for p, has in zip(files, present) if has)
+    raise TableError(f"only some shards have the {column} column ({having}); give it in all or none")
+
+
 def iter_rows(files: Sequence[Path], required: Sequence[str], optional: Sequence[str] = (),
               stats: TableStats | None = None) -> Iterator[tuple[str, ...]]:
     """Yield the ``required + optional`` fields of every row, streaming shard after shard.
@@ -153,9 +208,8 @@ def iter_rows(files: Sequence[Path], required: Sequence[str], optional: Sequence
     a missing optional column reads as empty. Rows too short to hold a required field are counted and skipped.
     """
     for path in files:
-        delimiter = _DELIMITERS[path.name.split(".")[-1][:3]]
         with path.open(newline="", encoding="utf-8-sig") as fh, _long_fields():
-            reader = csv.reader(fh, delimiter=delimiter)
+            reader = csv.reader(fh, delimiter=_delimiter(path))
             header = [h.strip() for h in next(reader, [])]
             missing = [c for c in required if c not in header]
             if missing:
@@ -183,8 +237,10 @@ def read_photos(folder: Path, stats: TableStats) -> list[Photo]:
     """Every photo once (first row wins), in table order; rows without an image or usable id are counted, dropped."""
     photos: list[Photo] = []
     seen: set[str] = set()
-    for photo_id, source, width, height in iter_rows(table_files(folder, "photos"), PHOTO_COLUMNS,
-                                                    PHOTO_SIZE_COLUMNS, stats):
+    files = table_files(folder, "photos")
+    with_origin = has_column(files, PHOTO_SOURCE_COLUMN)
+    for photo_id, source, width, height, origin in iter_rows(files, PHOTO_COLUMNS,
+                                                             (*PHOTO_SIZE_COLUMNS, PHOTO_SOURCE_COLUMN), stats):
         stats.photo_rows += 1
         photo_id, source = photo_id.strip(), source.strip()
         if photo_id in seen:
@@ -195,7 +251,8 @@ def read_photos(folder: Path, stats: TableStats) -> list[Photo]:
             stats.photos_without_image += 1
         else:
             seen.add(photo_id)
-            photos.append(Photo(sys.intern(photo_id), source, _size(width), _size(height)))
+            photos.append(Photo(sys.intern(photo_id), source, _size(width), _size(height),
+                                sys.intern(origin.strip()) if with_origin else None))
     return photos
 
 
@@ -233,24 +290,41 @@ def top_keywords(keywords: dict[str, set[str]], n: int, photo_ids: set[str] | No
 
 
 def select(folder: Path, keyword_filter: KeywordFilter, tags: Sequence[str] | None = None,
-           top_n: int | None = None) -> Selection:
-    """Read both tables and settle the vocabulary: ``tags``, else the ``top_n`` most frequent, else the default ten."""
+           top_n: int | None = None, rule: VocabularyRule | None = None) -> Selection:
+    """Read both tables and settle the vocabulary and which labels are known.
+
+    Vocabulary: ``tags``, else the ``top_n`` most frequent keywords, else the vocabulary ``rule`` gives. With a
+    rule, asked ``tags`` must pass it too (training positives, deny-list); without one (scoring a bundle on its
+    own tags) they are taken as given, and the default vocabulary is the original ten.
+    """
     if tags is not None and top_n is not None:
         raise SettingsError("give tags or top_n, not both")
     if top_n is not None and top_n < 1:
         raise SettingsError(f"top_n must be at least 1, got {top_n}")
     stats = TableStats()
     photos = read_photos(folder, stats)
-    if top_n is None:
-        vocabulary = tuple(dict.fromkeys(normalize_keyword(t) for t in (tags or DEFAULT_TAGS)))
-        if not all(vocabulary):
-            raise SettingsError("tags must not be empty")
-        keywords = read_keywords(folder, keyword_filter, stats, frozenset(vocabulary))
-    else:
+    train_ids = {p.photo_id for p in photos if split_of(p.photo_id) == "train"}
+    record: dict[str, Any]
+    if top_n is not None:
         keywords = read_keywords(folder, keyword_filter, stats)
         vocabulary = tuple(sorted(k for k, _ in top_keywords(keywords, top_n, {p.photo_id for p in photos})))
         if not vocabulary:
             raise TableError(f"no keyword passes the filter ({keyword_filter.to_dict()}); nothing to choose top-N from")
-    chosen = frozenset(vocabulary)
-    tags_of = {pid: frozenset(have) for pid, words in keywords.items() if (have := words & chosen)}
-    return Selection(photos, vocabulary, tags_of, stats)
+        record = {"mode": "top-n", "top_n": top_n}
+    elif tags is not None or rule is None:
+        vocabulary = tuple(dict.fromkeys(normalize_keyword(t) for t in (tags or DEFAULT_TAGS)))
+        if not all(vocabulary):
+            raise SettingsError("tags must not be empty")
+        keywords = read_keywords(folder, keyword_filter, stats, frozenset(vocabulary))
+        record = {"mode": "tags" if tags is not None else "default"}
+        if rule is not None:
+            train_sets = positives_by_keyword(keywords, train_ids)
+            check_asked_tags(vocabulary, {t: len(train_sets.get(t, ())) for t in vocabulary}, rule)
+            record.update(rule.to_dict())
+    else:
+        keywords = read_keywords(folder, keyword_filter, stats)
+        chosen = choose_vocabulary(keywords, train_ids, rule)
+        vocabulary, record = chosen.tags, chosen.to_dict()
+    wanted = frozenset(vocabulary)
+    tags_of = {pid: frozenset(have) for pid, words in keywords.items() if (have := words & wanted)}
+    return Selection(photos, vocabulary, tags_of, stats, record)

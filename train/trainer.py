@@ -184,7 +184,8 @@ class Trainer:
                 raise TrainError(f"dataset {dataset.root} has no {split} photos")
         self.rows = {s: used_rows(s, [r.photo_id for r in recs], config.limit, config.eval_limit)
                      for s, recs in self.records.items()}
-        self.labels = {s: np.stack([self.records[s][i].labels for i in self.rows[s]]).astype(np.float32)
+        # targets 1/0/UNKNOWN: the losses and metrics leave unknown labels out
+        self.labels = {s: np.stack([self.records[s][i].targets for i in self.rows[s]]).astype(np.float32)
                        for s in self.rows}
 
     def log(self, message: str) -> None:
@@ -204,6 +205,7 @@ class Trainer:
             "version": RUN_VERSION,
             "tags": list(self.dataset.tags),
             "dataset": str(Path(self.dataset.root).resolve()),
+            **self._vocabulary(),
             "models": list(self.config.models),
             "seed": self.config.seed,
             "config": self.config.to_dict(),
@@ -212,6 +214,10 @@ class Trainer:
         }
         self.out.run_json.write_text(json.dumps(run, indent=2))
         return self.out.root
+
+    def _vocabulary(self) -> dict[str, Any]:
+        """How the dataset chose its tags and which labels are unknown (dataset.json), for run.json and the card."""
+        return {key: self.dataset.meta.get(key) for key in ("vocabulary", "partial_labels")}
 
     def _features(self, backbone: Backbone, grid: Sequence[Candidate]) -> tuple[dict[str, Any], _SplitFeatures,
                                                                             _SplitFeatures | None]:
@@ -292,6 +298,7 @@ class Trainer:
             "input_size": size,
             "preprocessing": backbone.preprocessing.to_dict(),
             "tags": list(self.dataset.tags),
+            **self._vocabulary(),
             "weights_source": {**dict(backbone.provenance), "weights_values_sha256": extraction["weights_sha256"]},
             "head": best.candidate.head.to_dict(),
             "loss": best.candidate.loss,
