@@ -9,6 +9,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from hashtag.runtime.ensemble import ensemble_mean
 from hashtag.runtime.errors import BundleError, ImageError, ModelSelectionError, ProviderError
 from hashtag.runtime.images import ImageSource, describe, load_image
 from hashtag.runtime.manifest import PRECISIONS, Bundle, ModelSpec, Variant, load_bundle
@@ -202,7 +203,7 @@ class Tagger:
 
     def ensemble(self, per_model: Mapping[str, np.ndarray]) -> np.ndarray:
         """The ensemble's probabilities from ``probabilities()``' output: the mean over models."""
-        return np.mean(np.stack(list(per_model.values())), axis=0)
+        return ensemble_mean(per_model)
 
     def predict_images(self, images: Sequence[Image.Image], names: Sequence[str] | None = None) -> list[Prediction]:
         """Predict for decoded RGB images (see ``hashtag.runtime.images.load_image``)."""
