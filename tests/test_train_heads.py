@@ -43,6 +43,25 @@ def test_asymmetric_loss_by_hand() -> None:
     assert _loss("asl", [[0, 0]], [[0.04, 0.01]]) == pytest.approx(0.0, abs=1e-7)
 
 
+def test_unknown_labels_are_masked_out_of_every_loss() -> None:
+    # -1 is unknown: the loss is the mean over the known elements only, here (1, .8), (0, .4), (1, .6).
+    y, p = [[1, -1], [0, 1]], [[0.8, 0.3], [0.4, 0.6]]
+    assert _loss("bce", y, p) == pytest.approx(-(math.log(0.8) + math.log(0.6) + math.log(0.6)) / 3, rel=1e-5)
+    for name in ("bce", "weighted", "focal", "asl"):
+        # Whatever the model says where the label is unknown changes nothing.
+        assert _loss(name, y, [[0.8, 0.99], [0.4, 0.6]]) == pytest.approx(_loss(name, y, p), rel=1e-6), name
+        assert _loss(name, [[-1, -1]], [[0.8, 0.3]]) == 0.0, name
+    # ASL on the known element only: the positive 0.8; the confident 0.9 where unknown costs nothing.
+    assert _loss("asl", [[1, -1]], [[0.8, 0.9]]) == pytest.approx(-math.log(0.8), rel=1e-5)
+
+
+def test_weighted_bce_counts_known_labels_only() -> None:
+    train = np.array([[1, -1], [0, -1], [0, 0], [-1, 1]])  # tag 0: 1 positive, 2 negatives; tag 1: 1 and 1
+    np.testing.assert_allclose(positive_weights(train), [2.0, 1.0])
+    got = _loss("weighted", [[1, -1], [0, 1]], [[0.8, 0.3], [0.4, 0.6]], train)
+    assert got == pytest.approx(-(2 * math.log(0.8) + math.log(0.6) + math.log(0.6)) / 3, rel=1e-5)
+
+
 def test_unknown_loss_and_head() -> None:
     with pytest.raises(ValueError, match="unknown loss"):
         make_loss("hinge", np.zeros((2, 2)))

@@ -112,3 +112,43 @@ def test_do_nothing_baseline_is_high_on_sparse_labels() -> None:
     m = split_metrics(y, np.zeros((200, 10)), [str(i) for i in range(10)], {str(i): 0.5 for i in range(10)})
     assert m["binary_accuracy"] == m["do_nothing_accuracy"] == pytest.approx(1 - y.mean())
     assert m["micro_f1"] == 0.0
+
+
+# ---------------------------------------------------------------- partial labels: -1 is unknown, left out
+
+def test_average_precision_leaves_unknown_rows_out() -> None:
+    y = np.array([1, -1, 0, 1])
+    s = np.array([0.9, 0.8, 0.7, 0.6])
+    # Known rows: positives ranked 1 and 3 -> (1 + 2/3) / 2; read as a negative the unknown would give 0.75.
+    assert average_precision(y, s) == pytest.approx(5 / 6)
+    assert average_precision(np.where(y < 0, 0, y), s) == pytest.approx(0.75)
+    assert math.isnan(average_precision(np.array([-1, 0]), np.array([0.9, 0.1])))
+    # A column of all-unknown labels has no AP and does not count in the mean.
+    assert mean_average_precision(np.array([[1, -1], [0, -1]]), np.array([[0.9, 0.8], [0.1, 0.2]])) == 1.0
+
+
+def test_thresholds_are_tuned_on_known_rows_only() -> None:
+    y = np.array([1, -1, -1, 1, 0])
+    s = np.array([0.9, 0.8, 0.7, 0.6, 0.3])
+    # Known: (0.9, 1), (0.6, 1), (0.3, 0): F1 is 1 at the cut 0.6 -> midway to 0.3.
+    assert best_f1_threshold(y, s) == pytest.approx(0.45)
+    # Unknowns read as negatives would tie F1 2/3 at 0.9 and 0.6 and keep the higher: midway to 0.8.
+    assert best_f1_threshold(np.where(y < 0, 0, y), s) == pytest.approx(0.85)
+    assert choose_thresholds(np.c_[y, y], np.c_[s, s], ["a", "b"]) == {"a": pytest.approx(0.45),
+                                                                        "b": pytest.approx(0.45)}
+
+
+def test_split_metrics_by_hand_with_unknown_labels() -> None:
+    y = np.array([[1, -1], [0, 1], [-1, 0], [0, 0]])
+    p = np.array([[0.9, 0.8], [0.6, 0.7], [0.8, 0.2], [0.1, 0.6]])
+    m = split_metrics(y, p, ["a", "b"], {"a": 0.5, "b": 0.5})
+    # predictions [[1,1],[1,1],[1,0],[0,1]]; known: a rows 0,1,3 (y 1,0,0), b rows 1,2,3 (y 1,0,0)
+    a, b = m["per_tag"]["a"], m["per_tag"]["b"]
+    assert (a["precision"], a["recall"], a["support"], a["known"], a["ap"]) == (0.5, 1.0, 1, 3, 1.0)
+    assert (b["precision"], b["recall"], b["support"], b["known"], b["ap"]) == (0.5, 1.0, 1, 3, 1.0)
+    assert a["f1"] == pytest.approx(2 / 3) and m["micro_f1"] == pytest.approx(2 / 3)  # tp 2, fp 2, fn 0
+    assert m["exact_match"] == 0.5  # rows 0 and 2: every known label right
+    assert m["hamming_loss"] == pytest.approx(2 / 6)  # two wrong of six known
+    assert m["binary_accuracy"] == pytest.approx(4 / 6)
+    assert m["do_nothing_accuracy"] == pytest.approx(4 / 6)
+    assert m["unknown_labels"] == 2 and m["mAP"] == 1.0

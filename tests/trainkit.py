@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 
@@ -27,8 +27,12 @@ def labels_of(seed: int) -> list[int]:
     return [int(s > 0), int(s > 0.5), int(seed % 3 == 0)]
 
 
-def make_dataset(root: Path, counts: Sequence[int] = (24, 10, 10), start: int = 0) -> Path:
-    """A dataset folder with ``counts`` photos in train/val/test (labels.tsv + dataset.json + images/)."""
+def make_dataset(root: Path, counts: Sequence[int] = (24, 10, 10), start: int = 0,
+                 unknown: Callable[[int], set[str]] | None = None) -> Path:
+    """A dataset folder with ``counts`` photos in train/val/test (labels.tsv + dataset.json + images/).
+
+    ``unknown(seed)``: the tags whose labels are unknown (-1) on that photo, as a format-2 dataset writes them.
+    """
     rows = ["\t".join(("photo_id", "split", "file", *TAGS))]
     seed = start
     for split, n in zip(("train", "val", "test"), counts, strict=True):
@@ -37,11 +41,16 @@ def make_dataset(root: Path, counts: Sequence[int] = (24, 10, 10), start: int = 
             rel = f"images/{pid[-2:]}/{pid}.jpg"
             size = (64, 48) if seed % 2 else (48, 64)
             make_photo(root / rel, size=size, seed=seed, fmt="JPEG")
-            rows.append("\t".join((pid, split, rel, *map(str, labels_of(seed)))))
+            hidden = unknown(seed) if unknown else set()
+            labels = [-1 if tag in hidden else v for tag, v in zip(TAGS, labels_of(seed), strict=True)]
+            rows.append("\t".join((pid, split, rel, *map(str, labels))))
             seed += 1
     (root / "labels.tsv").write_text("\n".join(rows) + "\n")
     meta = {"version": 1, "tags": list(TAGS), "min_confidence": 99, "image_max_side": 299,
             "summary": {"stored": seed - start}}
+    if unknown:
+        meta.update(version=2, vocabulary={"mode": "tags"},
+                    partial_labels={"source_column": "photo_source", "unknown_for": {"very_blue": ["odd photos"]}})
     (root / "dataset.json").write_text(json.dumps(meta))
     return root
 

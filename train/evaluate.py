@@ -120,6 +120,17 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _partial_note(test: Mapping[str, Any]) -> list[str]:
+    """A paragraph on unknown labels, when the test split has any."""
+    unknown = test.get("unknown_labels", 0)
+    if not unknown:
+        return []
+    partial = ", ".join(f"{t} ({s['known']} of {test['n_images']} known)" for t, s in test["per_tag"].items()
+                        if s["known"] < test["n_images"])
+    return [f"Labels are partial: {unknown} test labels are unknown (photos of a source that never uses the "
+            f"keyword: {partial}). They are left out of AP, F1, thresholds and accuracies.", ""]
+
+
 def report(run: Mapping[str, Any], folder: RunFolder, scores: Mapping[str, Any], source: str) -> str:
     """The markdown report: the models, the ensemble and the original's figures side by side."""
     tags = run["tags"]
@@ -153,6 +164,7 @@ def report(run: Mapping[str, Any], folder: RunFolder, scores: Mapping[str, Any],
         "cross-entropy under tf.keras 2.x (element-wise, threshold 0.5); *do-nothing acc* is the same measure for "
         "predicting no tag at all, the floor it must be read against. The original's figures were measured on its "
         "own data and split, at 224x224 for every model.", "",
+        *_partial_note(scores[ENSEMBLE]["metrics"]["test"]),
         "## Average precision per tag (test)", "",
         "| tag | support | " + " | ".join([*run["models"], ENSEMBLE]) + " |",
         "|---|---|" + "---|" * (len(run["models"]) + 1),
