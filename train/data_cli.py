@@ -115,7 +115,7 @@ def selection_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Use the N most frequent keywords that pass the filter instead of the rule."),
         click.option("--min-positives", type=click.IntRange(min=1), default=RULE["min_positives"],
                      show_default=True,
-                     help=f"Vocabulary rule: the original ten ({','.join(DEFAULT_TAGS)}) plus every keyword on "
+                     help=f"Vocabulary rule: the original ten ({', '.join(DEFAULT_TAGS)}) plus every keyword on "
                           "at least this many confident photos of the training split."),
         click.option("--deny", "deny_text", default=None,
                      help="Comma-separated keywords never to make tags, on top of the built-in list of words "
