@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -72,14 +73,22 @@ def score_tables(rec: Mapping[str, Any]) -> dict[str, tuple[list[str], dict[str,
 # ------------------------------------------------------------------------------------------- comparing
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-7), 1 - 1e-7)
+    return math.log(p / (1 - p))
+
+
 def compare(reference: Mapping[str, Mapping[str, Any]], candidate: Mapping[str, Mapping[str, Any]],
             tolerance: float = DEFAULT_TOLERANCE,
             thresholds: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, Any]:
     """Compare two runs on the same photos: hashtags (ensemble and every model) and per-tag probabilities.
 
-    ``ok`` needs the same images on both sides, no read errors, identical hashtag lists for every image and
-    every model, the same tags scored, and every probability within ``tolerance``. ``thresholds``
-    ({'ensemble' | model: {tag: t}}, from the manifest) adds how close the reference came to a threshold.
+    ``ok`` (the verdict): the same images on both sides, no read errors, every tag scored on both, and the
+    same hashtags for every image and every model. Hashtags are compared as sets: the order only ranks
+    the chosen tags by score, and two nearly tied tags (person and human are) may swap; such swaps are
+    listed in ``order_differences``. ``within_tolerance`` says whether every probability is within
+    ``tolerance``: reported beside the verdict, not part of it. ``thresholds`` ({'ensemble' | model:
+    {tag: t}}, from the manifest) adds how close the reference came to a threshold.
     """
     names = sorted(set(reference) | set(candidate))
     missing = sorted(set(reference) - set(candidate))
@@ -87,11 +96,14 @@ def compare(reference: Mapping[str, Mapping[str, Any]], candidate: Mapping[str, 
     errors = {side: sorted(n for n, r in recs.items() if r.get("error"))
               for side, recs in (("reference", reference), ("candidate", candidate))}
     mismatches: list[dict[str, Any]] = []
+    order: list[dict[str, Any]] = []
     missing_scores: list[dict[str, Any]] = []
     worst: dict[str, Any] | None = None
     by_model_max: dict[str, float] = {}
+    by_model_logit: dict[str, float] = {}
     by_model_sum: dict[str, float] = {}
     by_model_n: dict[str, int] = {}
+    over: dict[str, int] = {}
     margin: dict[str, Any] | None = None
     compared = 0
     for name in names:
@@ -104,8 +116,10 @@ def compare(reference: Mapping[str, Mapping[str, Any]], candidate: Mapping[str, 
                 missing_scores.append({"image": name, "model": model, "tag": None})
                 continue
             (ref_tags, ref_scores), (cand_tags, cand_scores) = ref_tables[model], cand_tables[model]
-            if ref_tags != cand_tags:
+            if set(ref_tags) != set(cand_tags) or len(ref_tags) != len(cand_tags):
                 mismatches.append({"image": name, "model": model, "reference": ref_tags, "candidate": cand_tags})
+            elif ref_tags != cand_tags:
+                order.append({"image": name, "model": model, "reference": ref_tags, "candidate": cand_tags})
             for tag in sorted(set(ref_scores) | set(cand_scores)):
                 if tag not in ref_scores or tag not in cand_scores:
                     missing_scores.append({"image": name, "model": model, "tag": tag})
@@ -113,8 +127,10 @@ def compare(reference: Mapping[str, Mapping[str, Any]], candidate: Mapping[str, 
                 a, b = float(ref_scores[tag]), float(cand_scores[tag])
                 diff = abs(a - b)
                 by_model_max[model] = max(by_model_max.get(model, 0.0), diff)
+                by_model_logit[model] = max(by_model_logit.get(model, 0.0), abs(_logit(a) - _logit(b)))
                 by_model_sum[model] = by_model_sum.get(model, 0.0) + diff
                 by_model_n[model] = by_model_n.get(model, 0) + 1
+                over[model] = over.get(model, 0) + (diff > tolerance)
                 if worst is None or diff > worst["abs_diff"]:
                     worst = {"image": name, "model": model, "tag": tag, "reference": a, "candidate": b,
                              "abs_diff": diff}
@@ -123,8 +139,8 @@ def compare(reference: Mapping[str, Mapping[str, Any]], candidate: Mapping[str, 
                     margin = {"image": name, "model": model, "tag": tag, "reference": a, "threshold": float(limit),
                               "margin": abs(a - float(limit))}
     max_diff = worst["abs_diff"] if worst else 0.0
-    hashtags_identical = not mismatches and not missing and not extra and not any(errors.values()) and compared > 0
-    within = max_diff <= tolerance and not missing_scores
+    complete = not missing and not extra and not any(errors.values()) and not missing_scores and compared > 0
+    hashtags_identical = complete and not mismatches
     return {
         "tolerance": tolerance,
         "images": len(names),
@@ -133,15 +149,19 @@ def compare(reference: Mapping[str, Mapping[str, Any]], candidate: Mapping[str, 
         "extra_on_candidate": extra,
         "errors": errors,
         "hashtag_mismatches": mismatches,
+        "order_differences": order,
         "missing_scores": missing_scores,
         "max_abs_diff": max_diff,
         "max_abs_diff_at": worst,
         "max_abs_diff_by_model": by_model_max,
+        "max_logit_diff_by_model": by_model_logit,
         "mean_abs_diff_by_model": {m: by_model_sum[m] / by_model_n[m] for m in by_model_sum},
+        "scores_over_tolerance_by_model": over,
+        "scores_compared_by_model": by_model_n,
         "closest_to_threshold": margin,
         "hashtags_identical": hashtags_identical,
-        "within_tolerance": within,
-        "ok": hashtags_identical and within,
+        "within_tolerance": complete and max_diff <= tolerance,
+        "ok": hashtags_identical,
     }
 
 
@@ -281,15 +301,25 @@ def build_summary(results: Path, **meta: Any) -> dict[str, Any]:
         runs.append({"label": label, "dir": d.name, "compare": cmp_path.name,
                      "ok": bool(cmp and cmp["ok"]),
                      "hashtags_identical": bool(cmp and cmp["hashtags_identical"]),
+                     "within_tolerance": bool(cmp and cmp["within_tolerance"]),
                      "max_abs_diff": cmp["max_abs_diff"] if cmp else None})
-    first = read_predictions(results / REFERENCE_DIR / "predict.jsonl")
-    models = sorted({m for rec in first.values() for m in (rec.get("models") or {})}) if first else []
+    reference = read_predictions(results / REFERENCE_DIR / "predict.jsonl")
+    models = sorted({m for rec in reference.values() for m in (rec.get("models") or {})})
+    # the aarch64 runs against each other: do the emulated CPUs' kernels agree among themselves?
+    between = []
+    done = [r for r in runs if (results / r["dir"] / "predict.jsonl").is_file()]
+    for i, a in enumerate(done):
+        for b in done[i + 1:]:
+            cmp = compare(read_predictions(results / a["dir"] / "predict.jsonl"),
+                          read_predictions(results / b["dir"] / "predict.jsonl"))
+            between.append({"a": a["label"], "b": b["label"], "hashtags_identical": cmp["hashtags_identical"],
+                            "max_abs_diff": cmp["max_abs_diff"], "max_abs_diff_by_model": cmp["max_abs_diff_by_model"]})
     photos = (results / "photos.tsv").read_text().splitlines()[1:] if (results / "photos.tsv").is_file() else []
     sources: dict[str, int] = {}
     for row in photos:
         origin = row.split("\t")[1]
         sources[origin] = sources.get(origin, 0) + 1
-    return {**meta, "reference": REFERENCE_DIR, "runs": runs, "models": [ENSEMBLE] + models,
+    return {**meta, "reference": REFERENCE_DIR, "runs": runs, "between_runs": between, "models": [ENSEMBLE] + models,
             "n_photos": len(photos), "photo_sources": ", ".join(f"{n} {o}" for o, n in sources.items()),
             "ok": bool(runs) and all(r["ok"] for r in runs)}
 
@@ -297,92 +327,94 @@ def build_summary(results: Path, **meta: Any) -> dict[str, Any]:
 def render_report(results: Path, summary: Mapping[str, Any]) -> str:
     """README.md of a results folder written by run.sh (the JSON files beside it are the record)."""
     results = Path(results)
-    ref_env = json.loads((results / summary["reference"] / "env.json").read_text())
-    lines = [f"# aarch64 (emulated) vs x86-64: the shipped bundle, {summary.get('date', '')}", ""]
-    lines += [
-        "Made by `benchmarks/arm64/run.sh`: the same commit installed with `pip install <repo>` (base install, PyPI",
-        "wheels) on the x86-64 host and in a Debian bookworm arm64 root run under qemu-user; `hashtag predict --json`",
-        "on the same photos on both, compared by `hashtag.benchmarks.arm_compare`. Emulation says nothing about",
-        "speed, so no time is reported. The photos are not committed: `photos.tsv` lists their names and hashes.",
-        "",
-        f"Commit: `{summary.get('commit', '?')}`. Photos: {summary.get('n_photos', '?')} "
-        f"({summary.get('photo_sources', '')}). Tolerance on any probability: {summary.get('tolerance')}.",
-        "",
-        "| emulated CPU | INT8 features seen | hashtags identical (ensemble + 3 models) | largest probability difference "
-        "| where | peak RSS predict (MiB) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for run in summary["runs"]:
-        cmp = json.loads((results / run["compare"]).read_text())
-        env = json.loads((results / run["dir"] / "env.json").read_text())
-        rss = json.loads((results / run["dir"] / "rss.json").read_text())
+
+    def load(*parts: str) -> dict[str, Any]:
+        return json.loads(results.joinpath(*parts).read_text())
+
+    runs = [(r, load(r["compare"]) if (results / r["compare"]).is_file() else None, load(r["dir"], "env.json"),
+             load(r["dir"], "rss.json")) for r in summary["runs"]]
+    ref_env, ref_rss = load(summary["reference"], "env.json"), load(summary["reference"], "rss.json")
+    tol = summary.get("tolerance", DEFAULT_TOLERANCE)
+    lines = [f"# aarch64 (emulated) vs x86-64: the shipped bundle, {summary.get('date', '')}", "",
+             "Made by `benchmarks/arm64/run.sh`: the same commit installed with `pip install <repo>` (base install, "
+             "PyPI wheels) on the x86-64 host and in a Debian bookworm arm64 root run under qemu-user, "
+             "`hashtag predict --json` (default bundle, INT8 on CPU) on the same photos on both sides, compared by "
+             "`hashtag.benchmarks.arm_compare`. Emulation says nothing about speed: no time is reported. The photos "
+             "are not committed; `photos.tsv` lists their names and SHA-256.", "",
+             f"Commit: `{summary.get('commit', '?')}`. Photos: {summary.get('n_photos', '?')} "
+             f"({summary.get('photo_sources', '')}). Verdict: **{'same hashtags' if summary['ok'] else 'DIFFERENT'}**"
+             f" on every run.", "",
+             "## Hashtags and probabilities", "",
+             f"| emulated CPU | CPU features the process sees | same hashtags, ensemble and each model | "
+             f"order swaps | largest probability difference (target <= {tol}) | where |",
+             "|---|---|---|---|---|---|"]
+    for run, cmp, env, _ in runs:
+        if cmp is None:
+            lines.append(f"| {run['label']} | | **run failed** | | | |")
+            continue
         at = cmp.get("max_abs_diff_at") or {}
         feats = ", ".join(env["cpu"].get("hwcap", []) + env["cpu"].get("hwcap2", []))
-        same = "yes" if cmp["hashtags_identical"] else f"**no** ({len(cmp['hashtag_mismatches'])} differ)"
-        lines.append(f"| {run['label']} | {feats} | {same} ({cmp['compared']}/{cmp['images']} photos) "
-                     f"| {cmp['max_abs_diff']:.2g} | {at.get('model', '')} `{at.get('tag', '')}` on {at.get('image', '')} "
-                     f"| {rss['predict']['peak_rss_mib']:.0f} |")
-    ref_rss = json.loads((results / summary["reference"] / "rss.json").read_text())
-    lines += [
-        f"| x86-64 host (reference) | {', '.join(ref_env['cpu'].get('int8_flags', []))} | - | - | - "
-        f"| {ref_rss['predict']['peak_rss_mib']:.0f} |",
-        "",
-        "Largest difference per model (max over photos and tags):",
-        "",
-        "| emulated CPU | " + " | ".join(summary["models"]) + " |",
-        "|---|" + "---|" * len(summary["models"]),
-    ]
-    for run in summary["runs"]:
-        cmp = json.loads((results / run["compare"]).read_text())
-        lines.append(f"| {run['label']} | " + " | ".join(
-            f"{cmp['max_abs_diff_by_model'].get(m, float('nan')):.2g}" for m in summary["models"]) + " |")
-    first = json.loads((results / summary["runs"][0]["compare"]).read_text()) if summary["runs"] else {}
-    close = first.get("closest_to_threshold")
+        same = (f"yes, {cmp['compared']}/{cmp['images']} photos" if cmp["hashtags_identical"]
+                else f"**no**: {len(cmp['hashtag_mismatches'])} differ")
+        within = "within" if cmp["within_tolerance"] else "**over**"
+        lines.append(f"| {run['label']} | {feats} | {same} | {len(cmp.get('order_differences', []))} "
+                     f"| {cmp['max_abs_diff']:.3f} ({within}) | {at.get('model', '')} `{at.get('tag', '')}` on "
+                     f"{at.get('image', '')}: {at.get('reference', 0):.4f} vs {at.get('candidate', 0):.4f} |")
+    lines += ["", f"x86-64 reference CPU: {', '.join(ref_env['cpu'].get('int8_flags', []))}.", "",
+              "Per model: largest probability difference / largest logit difference / tag scores over the target "
+              "(of all photos x tags):", "",
+              "| emulated CPU | " + " | ".join(summary["models"]) + " |", "|---|" + "---|" * len(summary["models"])]
+    for run, cmp, _, _ in runs:
+        if cmp is None:
+            continue
+        cells = []
+        for m in summary["models"]:
+            cells.append(f"{cmp['max_abs_diff_by_model'].get(m, float('nan')):.3f} / "
+                         f"{cmp.get('max_logit_diff_by_model', {}).get(m, float('nan')):.3f} / "
+                         f"{cmp.get('scores_over_tolerance_by_model', {}).get(m, 0)} of "
+                         f"{cmp.get('scores_compared_by_model', {}).get(m, 0)}")
+        lines.append(f"| {run['label']} | " + " | ".join(cells) + " |")
+    for pair in summary.get("between_runs", []):
+        lines += ["", f"{pair['a']} vs {pair['b']} (aarch64 against aarch64): largest probability difference "
+                      f"{pair['max_abs_diff']:.3g}, hashtags identical: {'yes' if pair['hashtags_identical'] else 'no'}."]
+    close = next((c["closest_to_threshold"] for _, c, _, _ in runs if c and c.get("closest_to_threshold")), None)
     if close:
-        lines += ["", f"Closest any reference score came to its threshold: {close['margin']:.3g} "
-                      f"({close['model']} `{close['tag']}` on {close['image']}: {close['reference']:.4f} vs "
+        lines += ["", f"Closest a reference score came to its threshold: {close['margin']:.3g} "
+                      f"({close['model']} `{close['tag']}` on {close['image']}: {close['reference']:.4f}, threshold "
                       f"{close['threshold']:.4f})."]
-    for run in summary["runs"]:
-        cmp = json.loads((results / run["compare"]).read_text())
-        for m in cmp["hashtag_mismatches"]:
-            lines.append(f"- {run['label']}: {m['image']} {m['model']}: x86 {_fmt_tags(m['reference'])}, "
-                         f"aarch64 {_fmt_tags(m['candidate'])}")
-    arm_env = json.loads((results / summary["runs"][0]["dir"] / "env.json").read_text()) if summary["runs"] else {}
-    lines += ["", "## Memory and model size", ""]
+    for run, cmp, _, _ in runs:
+        for m in (cmp or {}).get("hashtag_mismatches", []):
+            lines.append(f"- {run['label']}, different hashtags: {m['image']} {m['model']}: x86-64 "
+                         f"{_fmt_tags(m['reference'])}, aarch64 {_fmt_tags(m['candidate'])}")
+        for m in (cmp or {}).get("order_differences", []):
+            lines.append(f"- {run['label']}, same hashtags in another order: {m['image']} {m['model']}: x86-64 "
+                         f"{_fmt_tags(m['reference'])}, aarch64 {_fmt_tags(m['candidate'])}")
+    arm_env = runs[0][2] if runs else {}
     bundle = arm_env.get("bundle") or ref_env.get("bundle", {})
     same_files = arm_env.get("bundle") == ref_env.get("bundle")
     total = sum(f["bytes"] for f in bundle.values())
-    lines += [f"- Bundle as installed in the aarch64 root: " + ", ".join(
-        f"`{n}` {f['bytes'] / 1e6:.1f} MB" for n, f in bundle.items()) + f"; {total / 1e6:.1f} MB in all"
-        + (" (same SHA-256 as on x86-64)." if same_files else " (**differs from x86-64**).")]
-    for run in summary["runs"]:
-        rss = json.loads((results / run["dir"] / "rss.json").read_text())
-        lines.append(f"- Peak RSS, {run['label']}: `hashtag predict` {rss['predict']['peak_rss_mib']:.0f} MiB; "
-                     f"`python3 -c pass` {rss['baseline']['peak_rss_mib']:.0f} MiB.")
+    lines += ["", "## Memory and model size", "",
+              "- Bundle as installed in the aarch64 root: " + ", ".join(
+                  f"`{n}` {f['bytes'] / 1e6:.1f} MB" for n, f in bundle.items()) + f"; {total / 1e6:.1f} MB in all"
+              + (" (same SHA-256 as on x86-64)." if same_files else " (**differs from x86-64**).")]
+    for run, _, _, rss in runs:
+        lines.append(f"- Peak RSS, aarch64 {run['label']} (emulated): `hashtag predict` on the {summary.get('n_photos')} "
+                     f"photos {rss['predict']['peak_rss_mib']:.0f} MiB; `python3 -c pass` "
+                     f"{rss['baseline']['peak_rss_mib']:.0f} MiB.")
     lines.append(f"- Peak RSS, x86-64 host: `hashtag predict` {ref_rss['predict']['peak_rss_mib']:.0f} MiB; "
                  f"`python3 -c pass` {ref_rss['baseline']['peak_rss_mib']:.0f} MiB.")
-    lines += [
-        "",
-        "Under qemu-user the RSS is the emulator process's: the guest program's memory plus qemu's own",
-        "(translated code, its heap); on a real board expect roughly the x86-64 figure, plus or minus allocator",
-        "and kernel differences. The `python3 -c pass` line shows the floor on each side.",
-        "",
-        "## Software",
-        "",
-    ]
-    for label, env in [("x86-64 host", ref_env)] + [
-            (r["label"], json.loads((results / r["dir"] / "env.json").read_text())) for r in summary["runs"][:1]]:
-        pk = env["packages"]
+    lines += ["", "Under qemu-user the RSS is the emulator process's: the guest program's memory plus qemu's own "
+                  "(translated code, its heap); the `python3 -c pass` line shows that floor on each side. On a real "
+                  "board expect about the x86-64 figure.", "", "## Software", ""]
+    for label, env in [("x86-64 host", ref_env)] + [(f"aarch64 root ({r['label']})", e) for r, _, e, _ in runs[:1]]:
         lines.append(f"- {label}: {env['os'].get('PRETTY_NAME', '?')}, Python {env['python']}, "
-                     + ", ".join(f"{k} {v}" for k, v in pk.items()) + f"; providers {', '.join(env['onnxruntime_providers'])}.")
+                     + ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+                     + f"; providers {', '.join(env['onnxruntime_providers'])}.")
     if summary.get("qemu"):
         lines.append(f"- Emulator: {summary['qemu']}.")
-    lines += [
-        "",
-        "Files: `x86_64/` and `aarch64-*/` hold each side's `predict.jsonl` (scores of every model and the",
-        "ensemble), `models.txt` (`hashtag models`), `env.json`, `rss.json`; `compare-*.json` the comparisons.",
-        "",
-    ]
+    lines += ["", "Files: `x86_64/` and `aarch64-*/` hold each side's `predict.jsonl` (scores of every model and the "
+                  "ensemble), `models.txt` (`hashtag models`), `env.json`, `rss.json` (and `stderr.txt` on aarch64); "
+                  "`compare-*.json` the comparisons, `summary.json` this page's figures.", ""]
     return "\n".join(lines)
 
 
@@ -427,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         verdict = "OK" if result["ok"] else "DIFFERENT"
         print(f"{verdict}: {result['compared']}/{result['images']} photos, hashtags identical: "
               f"{result['hashtags_identical']}, largest probability difference {result['max_abs_diff']:.3g} "
-              f"(tolerance {args.tolerance})")
+              f"({'within' if result['within_tolerance'] else 'over'} the {args.tolerance} target)")
         for m in result["hashtag_mismatches"]:
             print(f"  {m['image']} {m['model']}: {_fmt_tags(m['reference'])} vs {_fmt_tags(m['candidate'])}")
         return 0 if result["ok"] else 1
