@@ -377,7 +377,9 @@ def run_benchmark(config: BenchConfig, images_meta: dict[str, Any], progress: Pr
         e2e = measure_cli(bundle.root, config.images, config.e2e_images, config.e2e_repeats, config.threads,
                           config.provider, {s.label: s.folder for s in photo_sets})
         notes += [f"end-to-end error: {e}" for e in e2e["errors"]]
-    notes.append("ensemble session_create_s, cold_first_call_ms and rss_delta_mb are sums over its member models")
+    notes.append("ensemble/*/cpu and ensemble/*/openvino are the runtime's own path (one Tagger, models side by "
+                 "side); for openvino-stock and keras the ensemble runs its members in turn and its session_create_s, "
+                 "cold_first_call_ms and rss_delta_mb are sums over them")
     notes.append("peak GMAC/s is an ESTIMATE: usable CPUs x clock x 2 FMA units x MACs per unit per cycle")
     notes.append(f"{STOCK_OPENVINO}: the INT8 files compiled by OpenVINO with its default settings, "
                  "as a user who picks OpenVINO instead would run them")

@@ -118,7 +118,10 @@ def _warm(call: Call, batch_sizes: Sequence[int], warmup: int) -> None:
 
 
 def ensemble_of(members: Sequence[Variant], precision: str, provider: str) -> Variant:
-    """The ensemble variant: every member on the same images, combined by the runtime's ensemble rule."""
+    """An ensemble of separately loaded members (stock OpenVINO, Keras): each in turn, then the ensemble rule.
+
+    Its creation, cold and RSS figures are sums over the members.
+    """
     calls = {m.model: m.call for m in members}
 
     def call(b: int, k: int) -> np.ndarray:
@@ -159,8 +162,27 @@ def onnx_variants(
                                    _rss_delta(rss0), _macs(spec.variants[precision].path, macs_cache)))
         out.extend(members)
         if len(members) == len(bundle.models) and len(members) > 1:
-            out.append(ensemble_of(members, precision, provider))
+            out.append(runtime_ensemble(bundle, provider, threads, precision, inputs, batch_sizes, warmup, members))
     return out
+
+
+def runtime_ensemble(
+    bundle: Bundle, provider: str, threads: int | None, precision: str, inputs: Inputs, batch_sizes: Sequence[int],
+    warmup: int, members: Sequence[Variant],
+) -> Variant:
+    """The whole bundle in one Tagger, run as the runtime runs it (``Tagger.run_all``, then the ensemble)."""
+    rss0 = current_rss_mb()
+    tagger, create_s = _timed(Tagger, bundle, provider=provider, threads=threads, precision=precision)
+    specs = [m.spec for m in tagger.models]
+
+    def call(b: int, k: int) -> np.ndarray:
+        return tagger.ensemble(tagger.run_all({input_key(s): inputs.batch(s, b, k) for s in specs}))
+
+    _, cold_s = _timed(call, 1, 0)
+    _warm(call, batch_sizes, warmup)
+    macs = [m.macs for m in members]
+    return Variant(ENSEMBLE, precision, provider, tuple(m.model for m in members), call, create_s, cold_s * 1e3,
+                   _rss_delta(rss0), None if None in macs else sum(macs))  # type: ignore[arg-type]
 
 
 def stock_openvino_variants(

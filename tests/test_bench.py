@@ -133,7 +133,10 @@ def test_summary_and_end_to_end(quick_run) -> None:  # noqa: ANN001
     prep = result["preprocessing"]
     assert {"decode", "decode full size", "prepare vgg16", "prepare ensemble"} <= set(prep["steps"])
     assert prep["decode_min_side"] == 40
-    assert prep["ensemble"] >= max(prep["per_model"].values()) > prep["steps"]["decode"] > 0
+    steps = prep["steps"]
+    assert prep["ensemble"] == pytest.approx(steps["decode"] + steps["prepare ensemble"])
+    assert prep["per_model"]["vgg16"] == pytest.approx(steps["decode"] + steps["prepare vgg16"])
+    assert all(v > 0 for v in steps.values())
     for text in ("Summary (cpu", "INT8/FP32 ensemble p50", "INT8/Keras FP32 ensemble p50", "predict cold start",
                  "ensemble/int8/cpu", "hardware:", "default path/OpenVINO stock ensemble p50",
                  "`hashtag predict` wall, largest/smallest photos", "`hashtag predict` peak RSS"):

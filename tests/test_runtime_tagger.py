@@ -16,6 +16,7 @@ from hashtag.runtime.ov_session import openvino_installed
 from hashtag.runtime.pipeline import decode_ahead
 from hashtag.runtime.preprocess import input_key, normalize, prepare_batch, prepare_inputs, resize_rgb
 from hashtag.runtime.providers import available_providers
+from hashtag.runtime.tagger import default_threads
 from tinybundle import CAFFE, TAGS, TF, expected_probabilities, make_bundle, make_photo
 
 
@@ -244,3 +245,17 @@ def test_without_openvino_auto_uses_onnxruntime_and_openvino_names_the_extra(tin
     if "CUDAExecutionProvider" not in available_providers():
         assert lines[0] == "cpu"
     assert "OpenVINO was requested but is not installed; pip install 'hashtag[openvino]'" in lines[1]
+
+
+def test_models_share_the_cores_unless_threads_are_given(tiny_bundle: Path) -> None:
+    """By default each of the three models gets the usable cores divided by three (at least one)."""
+    import os
+
+    per_model = max(1, len(os.sched_getaffinity(0)) // 3)
+    assert default_threads(3) == per_model
+    shared = Tagger(tiny_bundle, provider="cpu")
+    assert {m.session.get_session_options().intra_op_num_threads for m in shared.models} == {per_model}
+    given = Tagger(tiny_bundle, provider="cpu", threads=2)
+    assert {m.session.get_session_options().intra_op_num_threads for m in given.models} == {2}
+    alone = Tagger(tiny_bundle, provider="cpu", models=["vgg16"])
+    assert alone.models[0].session.get_session_options().intra_op_num_threads == default_threads(1)
