@@ -213,6 +213,9 @@ async def run_load(args: argparse.Namespace, tagger: Tagger, bundle: Path, photo
                     await runtime_round()
                 proc.send_signal(signal.SIGINT)
                 code = await asyncio.to_thread(proc.wait, 30)
+            except BaseException:
+                print(f"the bot's log ends:\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+                raise
             finally:
                 if proc.poll() is None:
                     proc.kill()
