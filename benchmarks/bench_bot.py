@@ -90,7 +90,8 @@ class Level:
     @property
     def net_latencies_s(self) -> list[float]:
         """Reply latencies without the time flood control held the reply."""
-        return [t - w for t, w in zip(self.latencies_s, self.flood_wait_s or [0.0] * len(self.latencies_s))]
+        waits = self.flood_wait_s or [0.0] * len(self.latencies_s)
+        return [t - w for t, w in zip(self.latencies_s, waits, strict=True)]
 
 
 def flood_waits(log_text: str) -> dict[int, float]:

@@ -57,6 +57,9 @@ class FloodRules:
     overall_per_s: float = 30.0
 
 
+TELEGRAM_FLOOD = FloodRules()
+
+
 class ApiError(Exception):
     """A Telegram-style error answer: HTTP status ``code``, the body's description, maybe ``retry_after``."""
 
@@ -152,7 +155,7 @@ class FakeBotApi:
     """The fake server. Use as ``async with FakeBotApi(token) as api:``; ``api.url`` is the --api-url."""
 
     def __init__(self, token: str, download_limit: int = CLOUD_DOWNLOAD_LIMIT,
-                 bot_username: str = "hashtag_test_bot", flood: FloodRules | None = FloodRules()) -> None:
+                 bot_username: str = "hashtag_test_bot", flood: FloodRules | None = TELEGRAM_FLOOD) -> None:
         if ":" not in token:
             raise ValueError("a bot token looks like '<bot id>:<secret>'")
         self.token = token
@@ -229,8 +232,9 @@ class FakeBotApi:
         ``retry_after``, a 429 as Telegram's flood control sends it."""
         if retry_after is not None:
             status = 429
-        default = f"Too Many Requests: retry after {retry_after}" if retry_after is not None else "Internal Server Error"
-        self._add_fault(method, _Fault(status, description or default, times, retry_after))
+        if description is None:
+            description = f"Too Many Requests: retry after {retry_after}" if status == 429 else "Internal Server Error"
+        self._add_fault(method, _Fault(status, description, times, retry_after))
 
     def reset(self, method: str, times: int = 1, after_effect: bool = False) -> None:
         """Reset the connection of the next ``times`` calls of ``method`` instead of answering: before the call

@@ -25,9 +25,9 @@ def build_application(config: BotConfig, tagger: PhotoTagger) -> Application:
     """An Application that talks to ``config.api_url`` and serves chats concurrently and fairly.
 
     ``tagger`` tags off the event loop (hashtag.bot.tagging); downloads and replies of other chats go on
-    meanwhile. The application starts and closes it. Each chat's updates are handled in order, one at a time (hashtag.bot.lanes); outgoing calls keep to
-    Telegram's flood limits (hashtag.bot.ratelimit); per-chat settings persist in ``config.state_file``.
-    ConfigError if the state file cannot be used.
+    meanwhile. The application starts and closes it. Each chat's updates are handled in order, one at a
+    time (hashtag.bot.lanes); outgoing calls keep to Telegram's flood limits (hashtag.bot.ratelimit);
+    per-chat settings persist in ``config.state_file``. ConfigError if the state file cannot be used.
     """
 
     async def start(app: Application) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -400,5 +401,5 @@ def test_a_burst_from_one_chat_does_not_hold_up_another_chat_and_keeps_to_its_pa
     assert fetched.index(b_sent[0]["photo"][-1]["file_id"]) < fetched.index(burst[14]["photo"][-1]["file_id"])
     sends = [r for r in api.calls("sendMessage") if r.params["chat_id"] == a]
     assert all(r.status == 200 for r in sends), "the bot went past the chat's flood limit"
-    gaps = [later.at - earlier.at for earlier, later in zip(sends, sends[1:])]
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(sends)]
     assert min(gaps) >= 0.8 * MESSAGE_INTERVAL_S

@@ -9,13 +9,13 @@ import pytest
 from telegram import Bot
 from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, RetryAfter
 
-from hashtag.benchmarks.fake_bot_api import RESET, FakeBotApi, FloodRules
+from hashtag.benchmarks.fake_bot_api import RESET, TELEGRAM_FLOOD, FakeBotApi, FloodRules
 
 TOKEN = "42:FAKE-api_token"
 
 
 def with_bot(body: Callable[[FakeBotApi, Bot], Awaitable[None]], token: str = TOKEN,
-             flood: FloodRules | None = FloodRules()) -> FakeBotApi:
+             flood: FloodRules | None = TELEGRAM_FLOOD) -> FakeBotApi:
     async def main() -> FakeBotApi:
         async with FakeBotApi(TOKEN, flood=flood) as api:
             bot = Bot(token, base_url=f"{api.url}/bot", base_file_url=f"{api.url}/file/bot")

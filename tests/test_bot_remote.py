@@ -113,7 +113,8 @@ def test_a_refused_api_key_stops_the_bot_with_one_line(serve: tuple[ServeProcess
 
     bot = run_with_bot(tmp_path, ["--tagger-url", server.url, "--tagger-key-file", str(wrong),
                                   "--state-file", str(tmp_path / "s.sqlite3")], body)
-    assert f"Error: hashtag serve at {server.url} refused the API key (--tagger-key-file): wrong API key" in bot.output()
+    refused = f"Error: hashtag serve at {server.url} refused the API key (--tagger-key-file): wrong API key"
+    assert refused in bot.output()
     assert "not-the-key" not in bot.output()
 
 
@@ -143,11 +144,12 @@ def test_busy_and_failing_answers_are_retried_with_backoff(tiny_bundle: Path, tm
         status = statuses[len(seen) - 1]
         if status == 200:
             return web.json_response({"results": [prediction.to_json()]})
-        return web.json_response({"error": "busy"}, status=status, headers={"Retry-After": "1"} if status == 503 else {})
+        headers = {"Retry-After": "1"} if status == 503 else {}
+        return web.json_response({"error": "busy"}, status=status, headers=headers)
 
     async def models(request: web.Request) -> web.Response:
-        return web.json_response({"served": ["xception"], "tags": list(local.bundle.tags),
-                                  "models": [{"name": "xception", "input_size": 299, "running": {"precision": "int8"}}]})
+        xception = {"name": "xception", "input_size": 299, "running": {"precision": "int8"}}
+        return web.json_response({"served": ["xception"], "tags": list(local.bundle.tags), "models": [xception]})
 
     async def main() -> tuple[Any, Any]:
         app = web.Application()
