@@ -17,6 +17,7 @@ from telegram.ext import Application
 from hashtag.bot import replies
 from hashtag.bot.app import ALLOWED_UPDATES, build_application
 from hashtag.bot.config import BotConfig
+from hashtag.bot.ratelimit import MAX_RETRY_AFTER_S
 from hashtag.bot.tagging import LocalTagger
 from hashtag.benchmarks.fake_bot_api import RESET, FakeBotApi, FloodRules
 from hashtag.runtime import Tagger
@@ -403,3 +404,17 @@ def test_a_burst_from_one_chat_does_not_hold_up_another_chat_and_keeps_to_its_pa
     assert all(r.status == 200 for r in sends), "the bot went past the chat's flood limit"
     gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(sends)]
     assert min(gaps) >= 0.8 * MESSAGE_INTERVAL_S
+
+
+def test_a_flood_wait_over_the_cap_is_not_waited_for(tagger: Tagger, photo: Callable[..., bytes]) -> None:
+    """Telegram asking for more than MAX_RETRY_AFTER_S: the reply fails at once (logged, the user told)."""
+    data = photo(24)
+
+    async def body(api: FakeBotApi) -> None:
+        api.fail("sendMessage", retry_after=int(MAX_RETRY_AFTER_S) + 1)
+        answer = await api.reply_to(api.send_photo(92, data), REPLY_TIMEOUT)  # well before retry_after
+        assert answer["text"] == replies.INTERNAL_ERROR
+        assert (await api.reply_to(api.send_photo(92, data), REPLY_TIMEOUT))["text"] == expected_reply(tagger, data)
+
+    api = scenario(tagger, body)
+    assert [r.status for r in api.calls("sendMessage")] == [429, 200, 200]
