@@ -19,6 +19,10 @@ from hashtag.runtime.errors import BundleError, ProviderError
 from hashtag.runtime.providers import ModelSession, first_line
 
 log = logging.getLogger(__name__)
+# OpenVINO's Python bindings initialise statics on first use (pybind11's numpy API under the GIL);
+# two threads doing that at once can deadlock (seen: all threads parked on futexes). So each thread's
+# first inference runs alone: once any one has finished, the statics exist and later calls run freely.
+_FIRST_CALL = threading.Lock()
 DEVICE = "CPU"
 CACHE_NAME = "openvino"  # under $HASHTAG_CACHE
 INSTALL_HINT = "pip install 'hashtag[openvino]'"
@@ -84,7 +88,9 @@ def open_openvino(path: Path, threads: int | None = None, config: dict[str, Any]
     def run(batch: np.ndarray) -> np.ndarray:
         request = getattr(local, "request", None)
         if request is None:
-            request = local.request = compiled.create_infer_request()
+            with _FIRST_CALL:
+                request = local.request = compiled.create_infer_request()
+                return request.infer([batch.astype(dtype, copy=False)])[0]
         return request.infer([batch.astype(dtype, copy=False)])[0]
 
     return ModelSession("openvino", compiled, _dims(compiled.inputs[0].partial_shape), dtype,
