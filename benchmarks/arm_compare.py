@@ -404,8 +404,9 @@ def render_report(results: Path, summary: Mapping[str, Any]) -> str:
     lines.append(f"- Peak RSS, x86-64 host: `hashtag predict` {ref_rss['predict']['peak_rss_mib']:.0f} MiB; "
                  f"`python3 -c pass` {ref_rss['baseline']['peak_rss_mib']:.0f} MiB.")
     lines += ["", "Under qemu-user the RSS is the emulator process's: the guest program's memory plus qemu's own "
-                  "(translated code, its heap); the `python3 -c pass` line shows that floor on each side. On a real "
-                  "board expect about the x86-64 figure.", "", "## Software", ""]
+                  "(translated code, its heap); the `python3 -c pass` lines show each side's floor. A real board runs "
+                  "the same aarch64 code without qemu: expect about the emulated figure less qemu's share, give or "
+                  "take per-thread buffers on boards with more cores.", "", "## Software", ""]
     for label, env in [("x86-64 host", ref_env)] + [(f"aarch64 root ({r['label']})", e) for r, _, e, _ in runs[:1]]:
         lines.append(f"- {label}: {env['os'].get('PRETTY_NAME', '?')}, Python {env['python']}, "
                      + ", ".join(f"{k} {v}" for k, v in env["packages"].items())

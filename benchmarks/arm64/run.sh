@@ -22,9 +22,10 @@
 # No timing is recorded: under emulation it says nothing about a real board.
 #
 # Needs root (debootstrap, chroot, mounts) and the network (Debian mirror, PyPI). Building the root takes a
-# few minutes and is done once; installing into it about two; then the emulated inference dominates: about
-# ten CPU-minutes per emulated CPU for the 21 photos (roughly 1000x slower than native), so 10-15 minutes
-# on an idle 2-core machine, longer on a busy one.
+# few minutes and is done once (~250 MB); each run then spends about 2.5 minutes on setup (both installs,
+# from pip's cache) and the rest on emulated inference, about 30 minutes on a 2-core machine (the
+# Cortex-A72 run, without dot-product instructions, is the long one). HASHTAG_ARM64_PHOTOS=5 or
+# HASHTAG_ARM64_CPUS=cortex-a76 shortens it.
 # Everything it mounts is unmounted on exit, its temporary files are removed, binfmt_misc is left as found.
 # Exit status: 0 when every comparison is OK, 1 when one differs, 2 on a setup error.
 #
