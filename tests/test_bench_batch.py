@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from hashtag.benchmarks.bench_batch import choose, main
@@ -26,6 +27,8 @@ def test_runs_predict_per_batch_size(tiny_bundle: Path, tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert set(data["results"]) == {"1", "2"} and data["photos"] == 3
     for r in data["results"].values():
-        assert len(r["wall_s_per_round"]) == 2 and r["photos_per_s"] > 0 and 20 < r["peak_rss_mb_max"] < 2000
+        assert len(r["wall_s_per_round"]) == 2 and 20 < r["peak_rss_mb_max"] < 2000
+        assert r["photos_per_s"] == pytest.approx(3 / min(r["wall_s_per_round"]))
+        assert r["photos_per_s_median_round"] == pytest.approx(3 / (sum(r["wall_s_per_round"]) / 2))
     assert data["chosen"] in (1, 2)  # the best one always qualifies; the tiny bundle fits the budget
     assert "smallest batch within 5% of the best" in result.output
