@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import signal
@@ -31,14 +30,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from hashtag.benchmarks.photos import synthetic_photo
+from hashtag.benchmarks.photos import encoded_photos
+from hashtag.benchmarks.runtime_alone import RuntimeRound, measure_runtime
 from hashtag.bot.config import default_workers
 from hashtag.benchmarks.fake_bot_api import FakeBotApi
 from hashtag.bot.ratelimit import HELD_RE
@@ -52,21 +51,6 @@ TOKEN = "100000:BENCH-loopback-only"  # the fake server's token; never a real on
 START_TIMEOUT_S = 60
 REPLY_TIMEOUT_S = 120
 N_PHOTOS = 8
-JPEG_QUALITY = 90
-
-
-@dataclass(frozen=True)
-class RuntimeRound:
-    """The runtime without the bot for a few seconds: sequential per-image latency, and throughput."""
-
-    latencies_s: list[float]
-    sequential_per_s: float
-    parallel_per_s: float
-
-    @property
-    def throughput(self) -> float:
-        """Images/s the runtime sustains: the better of one thread and the bot's worker count."""
-        return max(self.sequential_per_s, self.parallel_per_s)
 
 
 @dataclass
@@ -101,42 +85,6 @@ def flood_waits(log_text: str) -> dict[int, float]:
         if match["method"] == "sendMessage" and match["reply"].isdigit():
             waits[int(match["reply"])] = waits.get(int(match["reply"]), 0.0) + float(match["seconds"])
     return waits
-
-
-def make_photos(size: tuple[int, int]) -> list[bytes]:
-    """Distinct JPEG photos of the given size, as a phone would send them."""
-    out = []
-    for seed in range(N_PHOTOS):
-        buf = io.BytesIO()
-        synthetic_photo(size[0], size[1], seed).save(buf, "JPEG", quality=JPEG_QUALITY)
-        out.append(buf.getvalue())
-    return out
-
-
-def measure_runtime(tagger: Tagger, photos: Sequence[bytes], workers: int, seconds: float) -> RuntimeRound:
-    """predict_one on the photos: sequentially for latency, then from ``workers`` threads for throughput."""
-    tagger.predict_one(photos[0])
-    latencies: list[float] = []
-    started = time.perf_counter()
-    deadline = started + seconds / 2
-    while time.perf_counter() < deadline or len(latencies) < 5:
-        t0 = time.perf_counter()
-        tagger.predict_one(photos[len(latencies) % len(photos)])
-        latencies.append(time.perf_counter() - t0)
-    sequential = len(latencies) / (time.perf_counter() - started)
-
-    def worker(k: int) -> int:
-        done = 0
-        while time.perf_counter() < deadline or done == 0:
-            tagger.predict_one(photos[(k + done) % len(photos)])
-            done += 1
-        return done
-
-    started = time.perf_counter()
-    deadline = started + seconds / 2
-    with ThreadPoolExecutor(workers) as pool:
-        done = sum(pool.map(worker, range(workers)))
-    return RuntimeRound(latencies, sequential, done / (time.perf_counter() - started))
 
 
 async def load_level(api: FakeBotApi, users: int, photos: Sequence[bytes], expected: Sequence[str],
@@ -320,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     bundle = args.bundle or default_bundle()
     workers = args.workers or default_workers()
-    photos = make_photos(args.size)
+    photos = encoded_photos(N_PHOTOS, args.size)
     load_before = [round(x, 2) for x in os.getloadavg()]
     tagger = Tagger(bundle, provider=args.provider, threads=args.threads)
     expected = [prediction_text(tagger.predict_one(photo)) for photo in photos]

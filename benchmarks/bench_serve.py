@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import signal
@@ -27,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,7 +33,8 @@ from typing import Any, Sequence
 import aiohttp
 
 from hashtag.benchmarks.envinfo import collect, hardware_line, load_average
-from hashtag.benchmarks.photos import synthetic_photo
+from hashtag.benchmarks.photos import encoded_photos
+from hashtag.benchmarks.runtime_alone import RuntimeRound, measure_runtime
 from hashtag.benchmarks.stats import percentile
 from hashtag.models import default_bundle
 from hashtag.runtime.tagger import Tagger
@@ -46,7 +45,6 @@ HOST = "127.0.0.1"  # load tests talk to this machine only
 START_TIMEOUT_S = {"single": 60, "ray": 240}
 REQUEST_TIMEOUT_S = 120
 N_PHOTOS = 8
-JPEG_QUALITY = 90
 SERVER_COMMAND = [sys.executable, "-c", "from hashtag.runtime.cli import main; main()", "serve"]
 
 
@@ -58,19 +56,6 @@ class Mode:
     args: tuple[str, ...]
     threads: int | None  # intra-op threads per model (per replica under Ray)
     parallel: int  # images the server tags at the same time: pool workers, or replicas
-
-
-@dataclass(frozen=True)
-class RuntimeRound:
-    """The runtime without the server: sequential per-image latency, and throughput from ``parallel`` threads."""
-
-    latencies_s: list[float]
-    sequential_per_s: float
-    parallel_per_s: float
-
-    @property
-    def throughput(self) -> float:
-        return max(self.sequential_per_s, self.parallel_per_s)
 
 
 @dataclass(frozen=True)
@@ -86,42 +71,6 @@ class Level:
     @property
     def per_s(self) -> float:
         return self.answers / self.seconds
-
-
-def make_photos(size: tuple[int, int]) -> list[bytes]:
-    """Distinct JPEG photos of a phone-like size."""
-    out = []
-    for seed in range(N_PHOTOS):
-        buf = io.BytesIO()
-        synthetic_photo(size[0], size[1], seed).save(buf, "JPEG", quality=JPEG_QUALITY)
-        out.append(buf.getvalue())
-    return out
-
-
-def measure_runtime(tagger: Tagger, photos: Sequence[bytes], parallel: int, seconds: float) -> RuntimeRound:
-    """predict_one on the photos: sequentially for latency, then from ``parallel`` threads for throughput."""
-    tagger.predict_one(photos[0])
-    latencies: list[float] = []
-    started = time.perf_counter()
-    deadline = started + seconds / 2
-    while time.perf_counter() < deadline or len(latencies) < 5:
-        t0 = time.perf_counter()
-        tagger.predict_one(photos[len(latencies) % len(photos)])
-        latencies.append(time.perf_counter() - t0)
-    sequential = len(latencies) / (time.perf_counter() - started)
-
-    def worker(k: int) -> int:
-        done = 0
-        while time.perf_counter() < deadline or done == 0:
-            tagger.predict_one(photos[(k + done) % len(photos)])
-            done += 1
-        return done
-
-    started = time.perf_counter()
-    deadline = started + seconds / 2
-    with ThreadPoolExecutor(parallel) as pool:
-        done = sum(pool.map(worker, range(parallel)))
-    return RuntimeRound(latencies, sequential, done / (time.perf_counter() - started))
 
 
 async def load_level(session: aiohttp.ClientSession, url: str, clients: int, photos: Sequence[bytes],
@@ -315,7 +264,7 @@ def modes(args: argparse.Namespace) -> list[Mode]:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     bundle = args.bundle or default_bundle()
-    photos = make_photos(args.size)
+    photos = encoded_photos(N_PHOTOS, args.size)
     env = collect(bundle)
     print(f"serve load benchmark — {bundle}, provider {args.provider}, photos {args.size[0]}x{args.size[1]} JPEG, "
           f"{args.seconds:g} s per level\n{hardware_line(env)}")

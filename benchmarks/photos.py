@@ -87,3 +87,13 @@ def write_sized_photos(folder: Path, count: int, size: tuple[int, int], source: 
         path.write_bytes(encoded[i % len(encoded)])
         paths.append(path)
     return paths
+
+
+def encoded_photos(count: int, size: tuple[int, int]) -> list[bytes]:
+    """``count`` distinct JPEGs of ``size`` as bytes, as a phone or an app would upload them."""
+    out = []
+    for seed in range(count):
+        buf = io.BytesIO()
+        synthetic_photo(size[0], size[1], seed).save(buf, "JPEG", quality=JPEG_QUALITY)
+        out.append(buf.getvalue())
+    return out

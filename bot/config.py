@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 import platformdirs
 from telegram.constants import FloodLimit
 
-from hashtag.runtime.errors import HashtagError
+from hashtag.runtime.errors import ConfigError
+from hashtag.runtime.secrets import read_secret
 from hashtag.runtime.providers import PROVIDER_CHOICES
 
 DEFAULT_API_URL = "https://api.telegram.org"
@@ -23,10 +24,6 @@ TOKEN_RE = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
 SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 # Telegram: "avoid sending more than one message per second" in a single chat.
 MESSAGE_INTERVAL_S = 1 / FloodLimit.MESSAGES_PER_SECOND_PER_CHAT
-
-
-class ConfigError(HashtagError):
-    """The bot cannot start with this configuration; the message is one line for the user."""
 
 
 def default_state_file(token: str) -> Path:
@@ -41,17 +38,6 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def read_secret(path: Path, what: str) -> str:
-    """The secret in the file ``path`` (surrounding whitespace dropped); ConfigError if unreadable or empty."""
-    try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the {what} file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if not secret:
-        raise ConfigError(f"the {what} file {path} is empty")
-    return secret
 
 
 def read_token(token_file: Path | None, environ: Mapping[str, str] = os.environ) -> str:

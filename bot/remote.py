@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from hashtag.bot.config import ConfigError
+from hashtag.runtime.errors import ConfigError
 from hashtag.bot.tagging import Ensemble, ModelInfo, TaggerError, TaggerUnavailable
 from hashtag.runtime.errors import ImageError
 from hashtag.runtime.tagger import ModelPrediction, Prediction

@@ -17,7 +17,7 @@ from typing import Any
 
 from telegram.ext import DictPersistence, PersistenceInput
 
-from hashtag.bot.config import ConfigError
+from hashtag.runtime.errors import ConfigError
 
 APPLICATION_ID = 0x68617368  # "hash": marks the file as ours (SQLite's PRAGMA application_id)
 UPDATE_INTERVAL_S = 5.0  # PTB writes changed chat data this often, and when the bot stops

@@ -24,3 +24,7 @@ class ProviderError(HashtagError):
 
 class ModelSelectionError(HashtagError):
     """A model or precision was asked for that the bundle does not contain."""
+
+
+class ConfigError(HashtagError):
+    """A front end (bot, server) cannot start with these settings; the message is one line for the user."""

@@ -7,20 +7,15 @@ from pathlib import Path
 
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from hashtag.serve.errors import ApiError, ConfigError
+from hashtag.runtime.secrets import read_secret
+from hashtag.serve.errors import ApiError
 
 bearer = HTTPBearer(auto_error=False, description="Needed when the server runs with --api-key-file.")
 
 
 def read_api_key(path: Path) -> str:
     """The key in ``path`` (surrounding whitespace dropped); refuses an unreadable or empty file."""
-    try:
-        key = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the API key file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if not key:
-        raise ConfigError(f"the API key file {path} is empty")
-    return key
+    return read_secret(path, "API key")
 
 
 def check_key(expected: str | None, credentials: HTTPAuthorizationCredentials | None) -> None:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hashtag.runtime.errors import ConfigError
 from hashtag.runtime.providers import PROVIDER_CHOICES
-from hashtag.serve.errors import ConfigError
 
 MB = 1024 * 1024
 

@@ -1,4 +1,6 @@
-"""The serve package's errors, inside the one hierarchy (HashtagError), and their one JSON shape."""
+"""The serve package's errors, inside the one hierarchy (HashtagError), and their one JSON shape.
+
+ConfigError (settings the server cannot start with) is the runtime's, shared with the bot."""
 from __future__ import annotations
 
 from http import HTTPStatus
@@ -7,10 +9,6 @@ from typing import Mapping
 from starlette.responses import JSONResponse
 
 from hashtag.runtime.errors import HashtagError
-
-
-class ConfigError(HashtagError):
-    """The server cannot start with these settings; the message is one line for the user."""
 
 
 class ApiError(HashtagError):

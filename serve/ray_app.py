@@ -19,6 +19,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from hashtag.models import default_bundle
+from hashtag.runtime.errors import ConfigError
 from hashtag.runtime.manifest import load_bundle
 from hashtag.runtime.options import parse_model_names
 from hashtag.runtime.selection import Selection
@@ -27,7 +28,6 @@ from hashtag.serve.app import create_app
 from hashtag.serve.auth import read_api_key
 from hashtag.serve.catalog import models_document
 from hashtag.serve.config import MB, RayConfig, ServeConfig, cpu_count
-from hashtag.serve.errors import ConfigError
 from hashtag.serve.tagging import Record, Upload, tag_uploads
 
 APP_NAME = "hashtag"

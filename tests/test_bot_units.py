@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from hashtag.bot import replies
-from hashtag.bot.config import BotConfig, ConfigError, WebhookConfig, default_state_file, read_token
+from hashtag.bot.config import BotConfig, WebhookConfig, default_state_file, read_token
+from hashtag.runtime.errors import ConfigError
 from hashtag.bot.handlers import image_media_type, is_image_document
 from hashtag.bot.logs import REDACTED, RedactingFormatter
 from hashtag.bot.remote import prediction_from_record
