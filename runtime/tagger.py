@@ -20,7 +20,9 @@ from hashtag.runtime.preprocess import InputKey, input_key, prepare_inputs
 from hashtag.runtime.providers import PRECISION_ORDER, PROVIDER_CHOICES, ModelSession, auto_providers, open_model
 
 log = logging.getLogger(__name__)
-DEFAULT_BATCH_SIZE = 8
+# The smallest batch within 5% of the best throughput on 12-Mpx photos, for ONNX Runtime and OpenVINO,
+# at 331/386 MB peak RSS where batch 8 needs 905/672 MB (python -m hashtag.benchmarks.bench_batch).
+DEFAULT_BATCH_SIZE = 2
 
 
 @dataclass(frozen=True)
