@@ -50,6 +50,7 @@ def _open(source: ImageSource, name: str) -> Image.Image:
 
 # Modes Image.reduce averages correctly; palette and bilevel images are converted first, I;16 via "I".
 _REDUCIBLE = frozenset({"RGB", "RGBA", "RGBa", "L", "LA", "La", "I", "F", "CMYK"})
+REDUCE_STRIP_ROWS = 512
 
 
 def _reduce(img: Image.Image, min_side: int | None) -> Image.Image:
@@ -57,11 +58,17 @@ def _reduce(img: Image.Image, min_side: int | None) -> Image.Image:
 
     The models squash every photo to their input size anyway; shrinking first keeps the rest of the
     work (mode conversion, resizing, images waiting for a batch) small whatever the photo's size.
+    Done in strips of rows: reducing RGBA whole would take a full-size premultiplied copy.
     """
-    if not min_side:
+    factor = min(img.size) // min_side if min_side else 0
+    if factor < 2:
         return img
-    factor = min(img.size) // min_side
-    return img.reduce(factor) if factor >= 2 else img
+    width, height = img.size
+    out = Image.new(img.mode, (-(-width // factor), -(-height // factor)))
+    rows = factor * max(1, REDUCE_STRIP_ROWS // factor)
+    for top in range(0, height, rows):
+        out.paste(img.crop((0, top, width, min(top + rows, height))).reduce(factor), (0, top // factor))
+    return out
 
 
 def _to_rgb(img: Image.Image, min_side: int | None = None) -> Image.Image:

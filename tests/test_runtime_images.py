@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from hashtag.runtime import ImageError
-from hashtag.runtime.images import find_images, load_image
+from hashtag.runtime.images import _reduce, find_images, load_image
 from tinybundle import make_photo
 
 
@@ -203,3 +203,13 @@ def test_pixel_cap_still_refuses_before_draft(tmp_path: Path) -> None:
     path = _save(_gradient((1200, 1000)), tmp_path / "big.jpg")
     with pytest.raises(ImageError, match=r"too many pixels \(1200x1000"):
         load_image(path, max_pixels=1_000_000, min_side=299)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "I", "CMYK"])
+def test_reduction_in_strips_equals_pillows_whole_image_reduce(mode: str) -> None:
+    """Strips of rows keep memory down; the pixels are exactly those of Image.reduce on the whole image."""
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (1203, 731, 4), dtype=np.uint8), "RGBA").convert(mode)
+    for factor in (2, 3, 7):
+        reduced = _reduce(img, min(img.size) // factor)
+        assert reduced.tobytes() == img.reduce(factor).tobytes() and reduced.size == img.reduce(factor).size
