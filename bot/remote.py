@@ -18,7 +18,7 @@ import httpx
 from hashtag.runtime.errors import ConfigError
 from hashtag.bot.tagging import Ensemble, ModelInfo, TaggerError, TaggerUnavailable
 from hashtag.runtime.errors import ImageError
-from hashtag.runtime.tagger import ModelPrediction, Prediction
+from hashtag.runtime.prediction import ModelPrediction, Prediction
 
 log = logging.getLogger(__name__)
 RAW_NAME = "image-0"  # the server's name for a raw-body upload, which its 400 message starts with

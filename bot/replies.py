@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from hashtag.bot.tagging import Ensemble
-from hashtag.runtime.tagger import Prediction
+from hashtag.runtime.prediction import Prediction
 
 MAX_MESSAGE_LENGTH = 4096  # Telegram's limit for one text message
 # Decodable by the runtime (Pillow); other image/* types get a specific refusal.

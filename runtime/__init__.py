@@ -10,7 +10,8 @@ from hashtag.runtime.errors import (
     ProviderError,
 )
 from hashtag.runtime.manifest import Bundle, ModelSpec, Preprocessing, Variant, load_bundle
-from hashtag.runtime.tagger import ModelPrediction, Prediction, Tagger
+from hashtag.runtime.prediction import ModelPrediction, Prediction
+from hashtag.runtime.tagger import Tagger
 
 __all__ = [
     "Bundle",

@@ -12,8 +12,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hashtag.runtime.errors import ModelSelectionError
-from hashtag.runtime.manifest import Bundle
-from hashtag.runtime.tagger import ModelPrediction, Prediction, Tagger
+from hashtag.runtime.prediction import Prediction, build_predictions, ensemble_thresholds, model_thresholds
+from hashtag.runtime.tagger import Tagger
 
 
 @dataclass(frozen=True)
@@ -42,43 +42,11 @@ class Selection:
         return tuple(dict.fromkeys(self.models))
 
 
-def hashtags(scores: Mapping[str, float], thresholds: Mapping[str, float], top_k: int | None) -> list[str]:
-    """Tags at or above their threshold, best first (ties by name), cut at ``top_k``, as '#tag'."""
-    chosen = sorted((t for t, s in scores.items() if s >= thresholds[t]), key=lambda t: (-scores[t], t))
-    return ["#" + t.replace(" ", "") for t in chosen[:top_k]]
-
-
-def model_thresholds(bundle: Bundle, name: str, threshold: float | None) -> dict[str, float]:
-    """One model's thresholds: its tuned per-tag ones, or ``threshold`` for every tag."""
-    if threshold is not None:
-        return {t: threshold for t in bundle.tags}
-    return dict(bundle.model(name).thresholds)
-
-
-def ensemble_thresholds(bundle: Bundle, names: Sequence[str], threshold: float | None) -> dict[str, float]:
-    """The manifest's ensemble thresholds when every model runs, else the mean of the chosen models' own."""
-    if threshold is not None:
-        return {t: threshold for t in bundle.tags}
-    if set(names) == {m.name for m in bundle.models}:
-        return dict(bundle.ensemble_thresholds)
-    return {t: float(np.mean([bundle.model(n).thresholds[t] for n in names])) for t in bundle.tags}
-
-
 def select(tagger: Tagger, per_model: Mapping[str, np.ndarray], names: Sequence[str],
            selection: Selection) -> list[Prediction]:
     """Predictions for ``names`` from ``tagger.probabilities()``' output, under ``selection``."""
     chosen = selection.chosen(list(per_model))
     probs = {n: per_model[n] for n in chosen}
-    ensemble = tagger.ensemble(probs)
-    bundle, tags = tagger.bundle, tagger.bundle.tags
-    per_model_thresholds = {n: model_thresholds(bundle, n, selection.threshold) for n in chosen}
-    overall = ensemble_thresholds(bundle, chosen, selection.threshold)
-    predictions = []
-    for i, name in enumerate(names):
-        models = {}
-        for n in chosen:
-            scores = {t: float(p) for t, p in zip(tags, probs[n][i])}
-            models[n] = ModelPrediction(scores, hashtags(scores, per_model_thresholds[n], selection.top_k))
-        scores = {t: float(p) for t, p in zip(tags, ensemble[i])}
-        predictions.append(Prediction(name, scores, hashtags(scores, overall, selection.top_k), models))
-    return predictions
+    return build_predictions(names, tagger.bundle.tags, probs, tagger.ensemble(probs),
+                             {n: model_thresholds(tagger.bundle, n, selection.threshold) for n in chosen},
+                             ensemble_thresholds(tagger.bundle, chosen, selection.threshold), selection.top_k)

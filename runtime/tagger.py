@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -16,6 +16,9 @@ from hashtag.runtime.errors import BundleError, ImageError, ModelSelectionError,
 from hashtag.runtime.images import ImageSource, describe, load_image
 from hashtag.runtime.manifest import PRECISIONS, Bundle, ModelSpec, Variant, load_bundle
 from hashtag.runtime.pipeline import Decoded, decode_ahead
+from hashtag.runtime.prediction import (
+    Prediction, build_predictions, ensemble_thresholds, model_thresholds,
+)
 from hashtag.runtime.preprocess import InputKey, input_key, prepare_inputs
 from hashtag.runtime.providers import PRECISION_ORDER, PROVIDER_CHOICES, ModelSession, auto_providers, open_model
 
@@ -23,34 +26,6 @@ log = logging.getLogger(__name__)
 # The smallest batch within 5% of the best throughput on 12-Mpx photos, for ONNX Runtime and OpenVINO,
 # at 331/386 MB peak RSS where batch 8 needs 905/672 MB (python -m hashtag.benchmarks.bench_batch).
 DEFAULT_BATCH_SIZE = 2
-
-
-@dataclass(frozen=True)
-class ModelPrediction:
-    """One model's (or the ensemble's) per-tag probabilities and the hashtags above threshold."""
-
-    scores: dict[str, float]
-    hashtags: list[str]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Everything predicted for one image."""
-
-    image: str
-    scores: dict[str, float]
-    hashtags: list[str]
-    models: dict[str, ModelPrediction] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON Lines record the CLI prints."""
-        return {
-            "image": self.image,
-            "hashtags": self.hashtags,
-            "scores": self.scores,
-            "models": {n: {"hashtags": m.hashtags, "scores": m.scores} for n, m in self.models.items()},
-            "error": None,
-        }
 
 
 @dataclass(frozen=True)
@@ -66,13 +41,6 @@ class LoadedModel:
     def session(self) -> Any:
         """The engine's own object: an onnxruntime InferenceSession, or an OpenVINO CompiledModel."""
         return self.model.engine
-
-
-def _hashtags(scores: Mapping[str, float], thresholds: Mapping[str, float], top_k: int | None) -> list[str]:
-    chosen = sorted((t for t, s in scores.items() if s >= thresholds[t]), key=lambda t: (-scores[t], t))
-    if top_k is not None:
-        chosen = chosen[:top_k]
-    return ["#" + t.replace(" ", "") for t in chosen]
 
 
 def default_threads(n_models: int) -> int:
@@ -139,11 +107,9 @@ class Tagger:
         self.threads = threads
         self.provider = self._load(specs, provider, threads or default_threads(len(specs)), precision, spinning)
         self._pool = ThreadPoolExecutor(len(self.models), "hashtag-model") if len(self.models) > 1 else None
-        self.thresholds = self._ensemble_thresholds(threshold)
-        self.model_thresholds = {
-            m.spec.name: ({t: threshold for t in self.bundle.tags} if threshold is not None else dict(m.spec.thresholds))
-            for m in self.models
-        }
+        loaded = [m.spec.name for m in self.models]
+        self.thresholds = ensemble_thresholds(self.bundle, loaded, threshold)
+        self.model_thresholds = {n: model_thresholds(self.bundle, n, threshold) for n in loaded}
 
     def _load(
         self, specs: list[ModelSpec], provider: str, threads: int | None, precision: str | None, spinning: bool
@@ -177,15 +143,6 @@ class Tagger:
             )
         order = np.array([spec.tags.index(t) for t in self.bundle.tags])
         return LoadedModel(spec, variant, model, order)
-
-    def _ensemble_thresholds(self, threshold: float | None) -> dict[str, float]:
-        """The manifest's ensemble thresholds when all models run; one model's own when it runs alone."""
-        tags = self.bundle.tags
-        if threshold is not None:
-            return {t: threshold for t in tags}
-        if len(self.models) == len(self.bundle.models):
-            return dict(self.bundle.ensemble_thresholds)
-        return {t: float(np.mean([m.spec.thresholds[t] for m in self.models])) for t in tags}
 
     def describe(self) -> list[dict[str, Any]]:
         """What is loaded: model, precision, file and the provider that really runs it."""
@@ -242,17 +199,8 @@ class Tagger:
         if len(names) != len(images):
             raise ValueError("names and images differ in length")
         per_model = self.probabilities(images)
-        ensemble = self.ensemble(per_model)
-        tags = self.bundle.tags
-        predictions = []
-        for i, name in enumerate(names):
-            models = {}
-            for model_name, probs in per_model.items():
-                scores = {t: float(p) for t, p in zip(tags, probs[i])}
-                models[model_name] = ModelPrediction(scores, _hashtags(scores, self.model_thresholds[model_name], self.top_k))
-            scores = {t: float(p) for t, p in zip(tags, ensemble[i])}
-            predictions.append(Prediction(name, scores, _hashtags(scores, self.thresholds, self.top_k), models))
-        return predictions
+        return build_predictions(names, self.bundle.tags, per_model, self.ensemble(per_model),
+                                 self.model_thresholds, self.thresholds, self.top_k)
 
     def predict(self, sources: Sequence[ImageSource]) -> list[Prediction]:
         """Decode and predict; raises ImageError on the first image that cannot be read."""

@@ -17,7 +17,7 @@ from hashtag.bot.logs import REDACTED, RedactingFormatter
 from hashtag.bot.remote import prediction_from_record
 from hashtag.bot.state import ChatSettings
 from hashtag.runtime.errors import HashtagError, ImageError
-from hashtag.runtime.tagger import ModelPrediction, Prediction
+from hashtag.runtime.prediction import ModelPrediction, Prediction
 
 TOKEN = "123456:ABC-def_ghiJKL"
 

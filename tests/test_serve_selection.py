@@ -8,7 +8,8 @@ import pytest
 
 from hashtag.runtime import ModelSelectionError, Tagger
 from hashtag.runtime.images import load_image
-from hashtag.runtime.selection import Selection, ensemble_thresholds, hashtags, select
+from hashtag.runtime.prediction import ensemble_thresholds, hashtags
+from hashtag.runtime.selection import Selection, select
 from tinybundle import make_bundle
 
 MODEL_THRESHOLDS = {"vgg16": 0.2, "inceptionv3": 0.45, "xception": 0.6}
