@@ -29,7 +29,8 @@ WITHIN = 0.05  # a batch size is as good as the best when its photos/s is at mos
 RSS_BUDGET_MB = 450.0
 
 
-def choose(results: dict[int, dict[str, float]], within: float = WITHIN, budget_mb: float = RSS_BUDGET_MB) -> int | None:
+def choose(results: dict[int, dict[str, float]], within: float = WITHIN, budget_mb: float = RSS_BUDGET_MB,
+           ) -> int | None:
     """The smallest batch size within ``within`` of the best photos/s and within the memory budget.
 
     Photos/s are best rounds: on a shared machine the least disturbed round is the one that shows
@@ -75,7 +76,8 @@ def main(bundle_dir: Path | None, provider: str, batch_sizes: str, count: int, s
     best = max(r["photos_per_s"] for r in results.values())
     chosen = choose(results)
     click.echo(f"`hashtag predict --provider {provider}` on {count} photos of {width}x{height}, {rounds} rounds")
-    click.echo(f"{'batch':>5s} {'photos/s (best round)':>22s} {'of best':>8s} {'median round':>13s} {'peak RSS MB':>12s}")
+    click.echo(f"{'batch':>5s} {'photos/s (best round)':>22s} {'of best':>8s} {'median round':>13s} "
+               f"{'peak RSS MB':>12s}")
     for b, r in results.items():
         click.echo(f"{b:5d} {r['photos_per_s']:22.2f} {r['photos_per_s'] / best:8.1%} "
                    f"{r['photos_per_s_median_round']:13.2f} {r['peak_rss_mb_max']:12.0f}")

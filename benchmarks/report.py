@@ -92,14 +92,15 @@ def _end_to_end_table(result: dict[str, Any]) -> str:
 
 
 def _predict_lines(summary: dict[str, Any]) -> list[str]:
-    lines = [_ratio_line("`hashtag predict` wall, largest/smallest photos", summary["predict_large_vs_small_wall_ratio"])]
+    lines = [_ratio_line("`hashtag predict` wall, largest/smallest photos",
+                         summary["predict_large_vs_small_wall_ratio"])]
     rss = summary["predict_peak_rss_mb"]
     if rss["max"] is None:
         lines.append("  `hashtag predict` peak RSS: n/a (not measured)")
     else:
         sizes = ", ".join(f"{k} {_fmt(v, 0)} MB" for k, v in rss["per_size"].items())
-        lines.append(f"  `hashtag predict` peak RSS: {rss['max']:.0f} MB max ({sizes}; target <= {rss['target_max']:.0f} "
-                     f"MB: {'met' if rss['met'] else 'NOT met'})")
+        lines.append(f"  `hashtag predict` peak RSS: {rss['max']:.0f} MB max ({sizes}; "
+                     f"target <= {rss['target_max']:.0f} MB: {'met' if rss['met'] else 'NOT met'})")
     return lines
 
 

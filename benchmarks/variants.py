@@ -224,7 +224,7 @@ def load_onnx(
     bundle: Bundle, provider_choice: str, threads: int | None, precisions: Sequence[str], inputs: Inputs,
     batch_sizes: Sequence[int], warmup: int, macs_cache: dict[Path, int | None], notes: list[str],
 ) -> list[Variant]:
-    """All ONNX variants, then stock OpenVINO's when it is installed; with 'auto', a CUDA that does not load is noted."""
+    """All ONNX variants, then stock OpenVINO's when installed; with 'auto', a CUDA that does not load is noted."""
     for spec in bundle.models:  # count MACs before any session exists, so loading graphs skews no RSS figure
         for variant in spec.variants.values():
             if variant.precision in precisions:

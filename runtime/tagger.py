@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,14 @@ from hashtag.runtime.prediction import (
     Prediction, build_predictions, ensemble_thresholds, model_thresholds,
 )
 from hashtag.runtime.preprocess import InputKey, input_key, prepare_inputs
-from hashtag.runtime.providers import PRECISION_ORDER, PROVIDER_CHOICES, ModelSession, auto_providers, open_model
+from hashtag.runtime.providers import (
+    PRECISION_ORDER,
+    PROVIDER_CHOICES,
+    ModelSession,
+    auto_providers,
+    default_threads,
+    open_model,
+)
 
 log = logging.getLogger(__name__)
 # The smallest batch within 5% of the best throughput on 12-Mpx photos, for ONNX Runtime and OpenVINO,
@@ -43,20 +49,6 @@ class LoadedModel:
         return self.model.engine
 
 
-def default_threads(n_models: int) -> int:
-    """Threads per model when ``n_models`` run side by side: the usable cores shared out, at least one.
-
-    Running the models of the ensemble at the same time, one thread each on 2 cores, spends about
-    20% less CPU per ensemble than running them one after the other on both cores (no hand-offs
-    between threads inside a model), with either engine; see benchmarks/results.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(n_models, 1))
-
-
 def _pick_variant(spec: ModelSpec, provider: str, precision: str | None) -> Variant:
     if precision is not None:
         return spec.variant(precision)
@@ -73,8 +65,8 @@ class Tagger:
     CPU), 'cpu' (ONNX Runtime), 'cuda' or 'openvino' (these two fail when unavailable).
     ``precision``: force 'int8'/'fp16'/'fp32'; by default INT8 on CPU and FP16 (else FP32) on CUDA.
     ``threshold``: one threshold for every tag, overriding the manifest's per-tag thresholds.
-    ``threads``: intra-op threads per model; by default the cores are shared out among the models,
-    which run side by side (see ``default_threads``).
+    ``threads``: intra-op threads per model; the models run side by side, by default with the
+    threads that measured fastest for the provider (see ``providers.default_threads``).
     """
 
     def __init__(
@@ -105,7 +97,7 @@ class Tagger:
         self.top_k = top_k
         self.batch_size = batch_size
         self.threads = threads
-        self.provider = self._load(specs, provider, threads or default_threads(len(specs)), precision, spinning)
+        self.provider = self._load(specs, provider, threads, precision, spinning)
         self._pool = ThreadPoolExecutor(len(self.models), "hashtag-model") if len(self.models) > 1 else None
         loaded = [m.spec.name for m in self.models]
         self.thresholds = ensemble_thresholds(self.bundle, loaded, threshold)
@@ -118,7 +110,8 @@ class Tagger:
         attempts = auto_providers() if provider == "auto" else [provider]
         for attempt in attempts:
             try:
-                self.models = [self._load_one(s, attempt, threads, precision, spinning) for s in specs]
+                per_model = threads or default_threads(attempt, len(specs))
+                self.models = [self._load_one(s, attempt, per_model, precision, spinning) for s in specs]
                 return attempt
             except ProviderError as exc:
                 if attempt == attempts[-1]:
@@ -184,7 +177,8 @@ class Tagger:
         """Per-model probabilities ``[len(images), tags]``, preprocessing once per input size and scheme."""
         results: dict[str, list[np.ndarray]] = {m.spec.name: [] for m in self.models}
         for start in range(0, len(images), self.batch_size):
-            for name, probs in self.run_all(prepare_inputs(images[start : start + self.batch_size], self.input_keys)).items():
+            batches = prepare_inputs(images[start : start + self.batch_size], self.input_keys)
+            for name, probs in self.run_all(batches).items():
                 results[name].append(probs)
         return {name: np.concatenate(parts) if parts else np.zeros((0, len(self.bundle.tags)), np.float32)
                 for name, parts in results.items()}

@@ -170,8 +170,8 @@ def test_end_to_end_rows_per_photo_size(quick_run) -> None:  # noqa: ANN001
         assert r["rss_growth_mb_max"] is None or r["rss_growth_mb_max"] >= 0
     speedup = e2e["pipelined_vs_full_decode"]["640x480"]
     rows = {(r["size"][0], r["way"]): r for r in e2e["rows"]}
-    assert speedup["per_round"] == pytest.approx([a / b for a, b in zip(rows[(640, "pipelined")]["photos_per_s_per_round"],
-                                                                        rows[(640, "full-decode")]["photos_per_s_per_round"])])
+    pipelined, full = (rows[(640, way)]["photos_per_s_per_round"] for way in ("pipelined", "full-decode"))
+    assert speedup["per_round"] == pytest.approx([a / b for a, b in zip(pipelined, full)])
     assert "| 640x480 | pipelined |" in (out / "bench.md").read_text()
     assert any(label.startswith("e2e/640x480/") for label in result["schedule"][0])
 

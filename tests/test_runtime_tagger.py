@@ -15,8 +15,7 @@ from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.ov_session import openvino_installed
 from hashtag.runtime.pipeline import decode_ahead
 from hashtag.runtime.preprocess import input_key, normalize, prepare_batch, prepare_inputs, resize_rgb
-from hashtag.runtime.providers import available_providers
-from hashtag.runtime.tagger import default_threads
+from hashtag.runtime.providers import available_providers, default_threads
 from tinybundle import CAFFE, TAGS, TF, expected_probabilities, make_bundle, make_photo
 
 
@@ -248,14 +247,27 @@ def test_without_openvino_auto_uses_onnxruntime_and_openvino_names_the_extra(tin
 
 
 def test_models_share_the_cores_unless_threads_are_given(tiny_bundle: Path) -> None:
-    """By default each of the three models gets the usable cores divided by three (at least one)."""
+    """ONNX Runtime: each of the three models gets the usable cores divided by three (at least one)."""
     import os
 
     per_model = max(1, len(os.sched_getaffinity(0)) // 3)
-    assert default_threads(3) == per_model
+    assert default_threads("cpu", 3) == per_model
     shared = Tagger(tiny_bundle, provider="cpu")
     assert {m.session.get_session_options().intra_op_num_threads for m in shared.models} == {per_model}
     given = Tagger(tiny_bundle, provider="cpu", threads=2)
     assert {m.session.get_session_options().intra_op_num_threads for m in given.models} == {2}
     alone = Tagger(tiny_bundle, provider="cpu", models=["vgg16"])
-    assert alone.models[0].session.get_session_options().intra_op_num_threads == default_threads(1)
+    assert alone.models[0].session.get_session_options().intra_op_num_threads == default_threads("cpu", 1)
+
+
+def test_openvino_models_use_all_cores_unpinned(tiny_bundle: Path) -> None:
+    pytest.importorskip("openvino")
+    import os
+
+    tagger = Tagger(tiny_bundle, provider="openvino")
+    for m in tagger.models:
+        assert m.session.get_property("ENABLE_CPU_PINNING") is False
+        assert m.session.get_property("INFERENCE_NUM_THREADS") == len(os.sched_getaffinity(0))
+        assert str(m.session.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
+    given = Tagger(tiny_bundle, provider="openvino", threads=1)
+    assert {m.session.get_property("INFERENCE_NUM_THREADS") for m in given.models} == {1}
