@@ -2,12 +2,15 @@
 
 Why: three sessions share the cores; a spinning idle pool of one session can steal the cores the next
 session needs. The runtime turns spinning off by default; this measures that choice on the real bundle.
+Spinning needs a thread pool, so each session gets every usable core here unless --threads says otherwise
+(by default the runtime gives ONNX Runtime models one thread each on 2 cores, with no pool to spin).
 
     python -m hashtag.benchmarks.bench_spinning [--bundle DIR] [--rounds 5] [--runs 10] [--threads N]
 """
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import click
@@ -33,6 +36,7 @@ def _timed_calls(tagger: Tagger, images: list, runs: int) -> list[float]:
 def main(bundle_dir: Path | None, models_arg: str | None, rounds: int, runs: int, threads: int | None) -> None:
     """Print batch-1 ensemble p50 with spinning off and on, per round, and their ratio."""
     bundle = resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0]
+    threads = threads or len(os.sched_getaffinity(0))
     taggers = {s: Tagger(bundle, provider="cpu", threads=threads, spinning=s) for s in (False, True)}
     images = [synthetic_photo(640, 480, seed) for seed in range(4)]
     p50: dict[bool, list[float]] = {False: [], True: []}
@@ -42,7 +46,7 @@ def main(bundle_dir: Path | None, models_arg: str | None, rounds: int, runs: int
             _timed_calls(taggers[spinning], images, 2)  # warm-up after the other variant ran
             p50[spinning].append(Summary.of(_timed_calls(taggers[spinning], images, runs)).p50 * 1000)
     ratios = round_ratios(p50[True], p50[False])
-    click.echo(f"bundle {bundle}, threads {threads or 'default'}, {rounds} rounds x {runs} runs, batch 1")
+    click.echo(f"bundle {bundle}, threads {threads} per model, {rounds} rounds x {runs} runs, batch 1")
     for spinning in (False, True):
         click.echo(f"  spinning {'on ' if spinning else 'off'}: p50 per round (ms) "
                    + " ".join(f"{v:.1f}" for v in p50[spinning])
