@@ -4,8 +4,9 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,11 +27,14 @@ def describe(source: ImageSource) -> str:
     return os.fspath(source)
 
 
-def _open(source: ImageSource, name: str) -> Image.Image:
+@contextmanager
+def _opened(source: ImageSource, name: str) -> Iterator[Image.Image]:
+    """The image in ``source``, lazily decoded; a file is read from disk as decoding goes, never copied whole."""
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageError(name, "empty data")
-        return Image.open(io.BytesIO(source))
+        yield Image.open(io.BytesIO(source))
+        return
     path = Path(source)
     if not path.exists():
         raise ImageError(name, "no such file")
@@ -39,18 +43,18 @@ def _open(source: ImageSource, name: str) -> Image.Image:
     try:
         if path.stat().st_size == 0:
             raise ImageError(name, "empty file")
-        with path.open("rb") as fh:
-            data = fh.read()
+        fh = path.open("rb")
     except PermissionError:
         raise ImageError(name, "permission denied") from None
     except OSError as exc:
         raise ImageError(name, f"cannot read: {exc.strerror or exc}") from None
-    return Image.open(io.BytesIO(data))
+    with fh:
+        yield Image.open(fh)
 
 
 # Modes Image.reduce averages correctly; palette and bilevel images are converted first, I;16 via "I".
 _REDUCIBLE = frozenset({"RGB", "RGBA", "RGBa", "L", "LA", "La", "I", "F", "CMYK"})
-REDUCE_STRIP_ROWS = 512
+REDUCE_STRIP_ROWS = 64  # at 7900 px wide, 2 MB per strip
 
 
 def _reduce(img: Image.Image, min_side: int | None) -> Image.Image:
@@ -103,22 +107,23 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, min_side: int 
     ``max_pixels`` are refused before their pixels are decoded (decompression-bomb guard).
     ``min_side``: the image is only needed with both sides at least this long (the largest model
     input, see ``Tagger.min_decode_size``), so it is decoded no larger than that allows: JPEGs with
-    DCT scaling (1/2, 1/4 or 1/8 while decoding), other formats box-reduced right after decoding.
+    DCT scaling (1/2, 1/4 or 1/8 while decoding), other formats box-reduced right after decoding
+    (they are decoded at full size first: 4 bytes a pixel, 250 MB for a 62-Mpx PNG).
     """
     name = describe(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = _open(source, name)
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageError(name, f"too many pixels ({width}x{height}, limit {max_pixels:,})")
-            img.seek(0)
-            if min_side:
-                img.draft(None, (min_side, min_side))  # a no-op for formats without reduced decoding
-            img.load()
-            ImageOps.exif_transpose(img, in_place=True)  # in place: no full-size copy
-            return _to_rgb(img, min_side)
+            with _opened(source, name) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageError(name, f"too many pixels ({width}x{height}, limit {max_pixels:,})")
+                img.seek(0)
+                if min_side:
+                    img.draft(None, (min_side, min_side))  # a no-op for formats without reduced decoding
+                img.load()
+                ImageOps.exif_transpose(img, in_place=True)  # in place: no full-size copy
+                return _to_rgb(img, min_side)
     except ImageError:
         raise
     except UnidentifiedImageError:

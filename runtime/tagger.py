@@ -98,7 +98,10 @@ class Tagger:
         self.batch_size = batch_size
         self.threads = threads
         self.provider = self._load(specs, provider, threads, precision, spinning)
-        self._pool = ThreadPoolExecutor(len(self.models), "hashtag-model") if len(self.models) > 1 else None
+        # One thread per model, always the same: engines keep working memory per calling thread
+        # (OpenVINO: one infer request each), so a shared pool would multiply it by the pool's size.
+        self._threads = ({m.spec.name: ThreadPoolExecutor(1, f"hashtag-{m.spec.name}") for m in self.models}
+                         if len(self.models) > 1 else {})
         loaded = [m.spec.name for m in self.models]
         self.thresholds = ensemble_thresholds(self.bundle, loaded, threshold)
         self.model_thresholds = {n: model_thresholds(self.bundle, n, threshold) for n in loaded}
@@ -168,9 +171,10 @@ class Tagger:
 
     def run_all(self, batches: Mapping[InputKey, np.ndarray]) -> dict[str, np.ndarray]:
         """Every model on its batch of ``prepare_inputs(images, self.input_keys)``, side by side in threads."""
-        if self._pool is None:
+        if not self._threads:
             return {m.spec.name: self.run_model(m, batches[input_key(m.spec)]) for m in self.models}
-        running = {m.spec.name: self._pool.submit(self.run_model, m, batches[input_key(m.spec)]) for m in self.models}
+        running = {m.spec.name: self._threads[m.spec.name].submit(self.run_model, m, batches[input_key(m.spec)])
+                   for m in self.models}
         return {name: future.result() for name, future in running.items()}
 
     def probabilities(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:

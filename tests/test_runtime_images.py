@@ -213,3 +213,16 @@ def test_reduction_in_strips_equals_pillows_whole_image_reduce(mode: str) -> Non
     for factor in (2, 3, 7):
         reduced = _reduce(img, min(img.size) // factor)
         assert reduced.tobytes() == img.reduce(factor).tobytes() and reduced.size == img.reduce(factor).size
+
+
+def test_files_are_closed_and_images_usable_after_loading(tmp_path: Path) -> None:
+    """The file is read as decoding goes (no whole copy in memory) and closed before load_image returns."""
+    frames = [Image.new("RGB", (40, 30), c) for c in [(255, 0, 0), (0, 0, 255)]]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+    paths = [gif, make_photo(tmp_path / "p.jpg", size=(900, 700)), make_photo(tmp_path / "p.png", fmt="PNG")]
+    before = len(os.listdir("/proc/self/fd"))
+    images = [load_image(p, min_side=100) for p in paths]
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert [img.resize((10, 10)).size for img in images] == [(10, 10)] * 3
+    assert images[0].getpixel((5, 5))[0] > 200 and images[1].size == (225, 175)
