@@ -29,9 +29,9 @@ from hashtag.runtime.providers import (
 )
 
 log = logging.getLogger(__name__)
-# The smallest batch within 5% of the best throughput on 12-Mpx photos, for ONNX Runtime and OpenVINO,
-# at 331/386 MB peak RSS where batch 8 needs 905/672 MB (python -m hashtag.benchmarks.bench_batch).
-DEFAULT_BATCH_SIZE = 2
+# The smallest batch within 5% of the best throughput on 12-Mpx photos with either engine (97-98% of
+# batch 4's), at 255-335 MB peak RSS where batch 8 needs 620-910 MB (python -m hashtag.benchmarks.bench_batch).
+DEFAULT_BATCH_SIZE = 1
 
 
 @dataclass(frozen=True)
