@@ -59,9 +59,9 @@ def compile_config(threads: int | None) -> dict[str, Any]:
     """Compile settings for models that run side by side (see ``Tagger.run_all``).
 
     No CPU pinning: pinned, the models' threads queue on the same cores instead of sharing them
-    (measured 150 ms instead of 78 ms for the ensemble on 2 cores). f32 where the graph is not INT8:
-    OpenVINO's default on bf16-capable CPUs runs the float parts (heads, sigmoid) in bfloat16, and
-    the shipped files are calibrated for f32 there.
+    (measured 150 ms instead of 78 ms for the ensemble on 2 cores). f32 where the graph is not INT8,
+    as ONNX Runtime runs it: OpenVINO's default on bf16-capable CPUs would run the float parts (heads,
+    sigmoid) in bfloat16, which measured no faster here (benchmarks/results/cpu-2core-2026-11-30).
     """
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
                               "ENABLE_CPU_PINNING": False}
