@@ -115,6 +115,8 @@ def write_bundle(out_dir: Path, run: TrainingRun, results: list[ModelResult], da
         "ensemble": {"thresholds": thresholds, "thresholds_source": source,
                      "metrics": run.ensemble.get("metrics")},
         "models": entries,
+        # how the tags were chosen and which labels were unknown in training: from dataset.json via run.json
+        **{key: run.info.get(key) for key in ("vocabulary", "partial_labels") if run.info.get(key)},
         "export": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **export_info},
     }
     write_text_atomically(out_dir / MANIFEST_NAME, json.dumps(json_safe(manifest), indent=2, allow_nan=False))

@@ -102,6 +102,10 @@ def make_dataset(root: Path, seed: int = 0) -> Path:
     return root
 
 
+VOCABULARY = {"vocabulary": {"mode": "rule", "min_positives": 150, "deny": ["blue"]},
+              "partial_labels": {"source_column": "photo_source", "unknown_for": {TAGS[0]: ["scenes"]}}}
+
+
 def make_run(root: Path) -> Path:
     """A training run folder as ``hashtag train`` writes it, with tiny Keras models."""
     root.mkdir(parents=True, exist_ok=True)
@@ -116,7 +120,7 @@ def make_run(root: Path) -> Path:
             "loss": "bce", "metrics": {"val": {"mAP": 0.9}, "test": {"mAP": 0.88}}, "training": {"epochs": 0},
         }))
     (root / "run.json").write_text(json.dumps({"version": 1, "tags": list(TAGS), "dataset": "tiny-colours",
-                                               "models": list(MODELS), "seed": 0}))
+                                               "models": list(MODELS), "seed": 0, **VOCABULARY}))
     (root / "ensemble.json").write_text(json.dumps({"thresholds": {t: 0.5 for t in TAGS}, "metrics": {"val": {}}}))
     return root
 
@@ -187,6 +191,8 @@ def test_manifest_records_everything(exported: dict[str, Path]) -> None:
         assert export["latency_ms_batch1_cpu"]["int8"]["runs"] == 20
         assert export["conversion"]["versions"]["tf2onnx"]
     assert manifest["export"]["val_images"] == N_IMAGES["val"]
+    for key, value in VOCABULARY.items():  # the vocabulary rule and partial labels travel with the models
+        assert manifest[key] == value
     bundle = load_bundle(out)
     assert bundle.tags == TAGS
 

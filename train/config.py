@@ -13,6 +13,8 @@ from hashtag.train.heads import HEADS, head_config
 from hashtag.train.losses import LOSS_NAMES
 from hashtag.train.weights.catalog import BACKBONES, NATIVE_SIZE
 
+# what runs the backbone while the feature cache fills -> OpenVINO's inference precision hint (None: Keras)
+EXTRACT_ENGINES: dict[str, str | None] = {"keras": None, "openvino-f32": "f32", "openvino-bf16": "bf16"}
 DEFAULT_LOSSES = ("bce", "weighted", "asl")  # focal trailed both on a 600-photo VGG16 probe; --losses adds it
 
 
@@ -41,6 +43,10 @@ class TrainConfig:
     batch_size: int = 64
     extract_batch_size: int = 32
     learning_rate: float = 1e-3
+    fine_tune_epochs: int = 3  # top blocks + head after the head; 0 keeps the backbone frozen
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_patience: int = 1
+    extract_engine: str = "keras"  # or openvino-f32 / openvino-bf16 (hashtag[openvino])
     seed: int = 0
     limit: int | None = None  # at most this many training photos
     eval_limit: int | None = None  # at most this many val and test photos each
@@ -57,11 +63,18 @@ class TrainConfig:
             raise SettingsError("at least one head and one loss are needed")
         for key, value, low in (("augment", self.augment, 0), ("epochs", self.epochs, 1),
                                 ("patience", self.patience, 1), ("batch size", self.batch_size, 1),
-                                ("extract batch size", self.extract_batch_size, 1)):
+                                ("extract batch size", self.extract_batch_size, 1),
+                                ("fine-tune epochs", self.fine_tune_epochs, 0),
+                                ("fine-tune patience", self.fine_tune_patience, 1)):
             if value < low:
                 raise SettingsError(f"{key} must be >= {low}, got {value}")
-        if not self.learning_rate > 0:
-            raise SettingsError(f"learning rate must be positive, got {self.learning_rate}")
+        for key, rate in (("learning rate", self.learning_rate), ("fine-tune learning rate",
+                                                                  self.fine_tune_learning_rate)):
+            if not rate > 0:
+                raise SettingsError(f"{key} must be positive, got {rate}")
+        if self.extract_engine not in EXTRACT_ENGINES:
+            raise SettingsError(f"unknown extraction engine {self.extract_engine!r} "
+                                f"(known: {', '.join(EXTRACT_ENGINES)})")
         for key, limit in (("limit", self.limit), ("eval limit", self.eval_limit)):
             if limit is not None and limit < 1:
                 raise SettingsError(f"{key} must be >= 1, got {limit}")

@@ -9,18 +9,22 @@ Layout under the cache folder::
             ids.txt                      one photo id per row
             pooled.npy, pooled.done.npy  float32 [n, C] global-average-pooled output, bool [n] row done
             spatial.npy, spatial.done.npy  float16 [n, H, W, C] full map (only for the Flatten head)
+            block.npy, block.done.npy      float16 [n, h, w, c] the map entering the top blocks (fine-tuning)
 
 Arrays are ``.npy`` memmaps written batch by batch; a row's done flag is set only after its
 features were flushed, so an interrupted extraction resumes where it stopped and a second run
 computes nothing. Rows cover the whole split; a run limited to some photos fills only those rows.
 Pixels go through hashtag.runtime (load_image, resize_rgb, normalize): training sees exactly what
-serving sees.
+serving sees. The backbone runs in Keras, or compiled by OpenVINO (``engine``): on CPUs with bfloat16
+instructions its ``openvino-bf16`` engine computes the same maps about 2.5x faster than Keras, within
+bfloat16 rounding (~0.4% of the largest activation), which is below what INT8 export changes anyway.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +38,13 @@ from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.preprocess import normalize, resize_rgb
 from hashtag.train.augment import VERSION as AUGMENT_VERSION
 from hashtag.train.augment import make_view
+from hashtag.train.blocks import Cut
+from hashtag.train.config import EXTRACT_ENGINES
+from hashtag.train.errors import SettingsError
 from hashtag.train.progress import Progress
 
 FORMAT_VERSION = 1
-KINDS = ("pooled", "spatial")
+KINDS = ("pooled", "spatial", "block")
 FLUSH_EVERY_S = 20.0
 
 
@@ -57,6 +64,7 @@ class Backbone:
     model: keras.Model
     preprocessing: Preprocessing
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    cut: Cut | None = None  # where the top blocks start, for block caches and fine-tuning
 
     def __post_init__(self) -> None:
         shape = tuple(self.model.output_shape)
@@ -67,6 +75,13 @@ class Backbone:
     def feature_shape(self) -> tuple[int, int, int]:
         """(H, W, C) of the spatial map."""
         return tuple(int(d) for d in self.model.output_shape[1:])  # type: ignore[return-value]
+
+    @property
+    def block_shape(self) -> tuple[int, int, int]:
+        """(h, w, c) of the map entering the top blocks."""
+        if self.cut is None:
+            raise SettingsError(f"backbone {self.name!r} has no cut for its top blocks")
+        return tuple(int(d) for d in self.cut.tensor(self.model).shape[1:])  # type: ignore[return-value]
 
 
 BackboneFactory = Callable[[str, int], Backbone]
@@ -113,15 +128,23 @@ class ExtractStats:
 class FeatureCache:
     """The cached features of one backbone (fixed weights, size and preprocessing)."""
 
-    def __init__(self, cache_dir: Path, backbone: Backbone, batch_size: int = 32, progress: bool = True) -> None:
+    def __init__(self, cache_dir: Path, backbone: Backbone, batch_size: int = 32, progress: bool = True,
+                 engine: str = "keras") -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        if engine not in EXTRACT_ENGINES:
+            raise SettingsError(f"unknown extraction engine {engine!r} (known: {', '.join(EXTRACT_ENGINES)})")
         self.backbone = backbone
         self.batch_size = batch_size
         self.progress = progress
+        self.engine = engine
         self.weights_sha256 = weights_sha256(backbone.model)
         identity = {"format": FORMAT_VERSION, "weights_sha256": self.weights_sha256,
                     "input_size": backbone.input_size, "preprocessing": backbone.preprocessing.to_dict()}
+        if engine != "keras":  # keeps the key of caches written before engines existed
+            identity["engine"] = engine
+        if backbone.cut is not None:
+            identity["cut"] = backbone.cut.to_dict()
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
         self.root = Path(cache_dir) / f"{backbone.name}-{backbone.input_size}-{key}"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -134,8 +157,47 @@ class FeatureCache:
         return self.root / f"{split}-v{view}-{_ids_key(photos, view)}"
 
     def _shape(self, kind: str, n: int) -> tuple[tuple[int, ...], str]:
+        if kind == "block":
+            return (n, *self.backbone.block_shape), "float16"
         h, w, c = self.backbone.feature_shape
         return ((n, c), "float32") if kind == "pooled" else ((n, h, w, c), "float16")
+
+    def _runner(self, kinds: Sequence[str]) -> Callable[[np.ndarray], list[np.ndarray]]:
+        """Preprocessed pixels -> [final map] or [final map, block input], by the cache's engine."""
+        import keras
+
+        outputs = [self.backbone.model.output]
+        if "block" in kinds:
+            outputs.append(self.backbone.cut.tensor(self.backbone.model))  # type: ignore[union-attr]
+        model = keras.Model(self.backbone.model.input, outputs)
+        hint = EXTRACT_ENGINES[self.engine]
+        if hint is None:
+            return lambda batch: [np.asarray(m, dtype=np.float32) for m in keras.tree.flatten(model.predict_on_batch(batch))]
+        try:
+            import openvino
+        except ImportError:
+            raise SettingsError(f"extraction engine {self.engine} needs OpenVINO: "
+                                "pip install 'hashtag[openvino]'") from None
+        size = self.backbone.input_size
+        with warnings.catch_warnings():  # OpenVINO traces the model with a tuple where Keras expects a tensor
+            warnings.filterwarnings("ignore", message="The structure of `inputs`", category=UserWarning)
+            converted = openvino.convert_model(model, input=[(-1, size, size, 3)])
+        compiled = openvino.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        # OpenVINO may order the outputs differently: match them to Keras' by shape
+        shapes = [tuple(o.partial_shape.to_shape())[1:] if o.partial_shape.is_static else
+                  tuple(d.get_length() for d in list(o.partial_shape)[1:]) for o in compiled.outputs]
+        order = []
+        for out in outputs:
+            want = tuple(int(d) for d in out.shape[1:])
+            if shapes.count(want) != 1:
+                raise SettingsError(f"cannot tell the OpenVINO outputs of {self.backbone.name} apart: {shapes}")
+            order.append(shapes.index(want))
+
+        def run(batch: np.ndarray) -> list[np.ndarray]:
+            result = compiled(batch)
+            return [np.asarray(result[compiled.outputs[i]], dtype=np.float32) for i in order]
+
+        return run
 
     def ensure(self, split: str, photos: Sequence[Photo], rows: np.ndarray | None = None, view: int = 0,
                kinds: Sequence[str] = ("pooled",)) -> ExtractStats:
@@ -159,7 +221,7 @@ class FeatureCache:
         if len(missing):
             start = time.monotonic()
             label = f"{self.backbone.name} features {split}" + (f" view {view}" if view else "")
-            self._extract(photos, missing, view, arrays, done, label)
+            self._extract(photos, missing, view, arrays, done, label, self._runner(kinds))
             stats.computed, stats.seconds = len(missing), time.monotonic() - start
         return stats
 
@@ -181,7 +243,7 @@ class FeatureCache:
                 yield chunk, batch
 
     def _extract(self, photos: Sequence[Photo], rows: np.ndarray, view: int, arrays: dict[str, np.memmap],
-                 done: dict[str, np.memmap], label: str) -> None:
+                 done: dict[str, np.memmap], label: str, run: Callable[[np.ndarray], list[np.ndarray]]) -> None:
         unflushed: list[np.ndarray] = []
         last_flush = time.monotonic()
 
@@ -198,7 +260,9 @@ class FeatureCache:
         with Progress(len(rows), label, enabled=self.progress) as bar:
             try:
                 for chunk, batch in self._batches(photos, rows, view):
-                    maps = np.asarray(self.backbone.model.predict_on_batch(batch), dtype=np.float32)
+                    maps, *block = run(batch)
+                    if "block" in arrays:
+                        arrays["block"][chunk] = block[0].astype(np.float16)
                     if "pooled" in arrays:
                         arrays["pooled"][chunk] = maps.mean(axis=(1, 2))
                     if "spatial" in arrays:
@@ -218,6 +282,10 @@ class FeatureCache:
     def spatial(self, split: str, photos: Sequence[Photo], rows: np.ndarray, view: int = 0) -> np.memmap:
         """The split's spatial maps as a read-only memmap (float16 [n, H, W, C]); ``rows`` must be done."""
         return self._open(split, photos, rows, view, "spatial")
+
+    def block(self, split: str, photos: Sequence[Photo], rows: np.ndarray) -> np.memmap:
+        """The split's top-block inputs as a read-only memmap (float16 [n, h, w, c]); ``rows`` must be done."""
+        return self._open(split, photos, rows, 0, "block")
 
     def _open(self, split: str, photos: Sequence[Photo], rows: np.ndarray, view: int, kind: str) -> np.memmap:
         folder = self.group_dir(split, photos, view)

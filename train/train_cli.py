@@ -7,7 +7,7 @@ from typing import Sequence
 import click
 
 from hashtag.runtime.errors import HashtagError
-from hashtag.train.config import TrainConfig, field_defaults
+from hashtag.train.config import EXTRACT_ENGINES, TrainConfig, field_defaults
 from hashtag.train.errors import SettingsError
 from hashtag.train.heads import HEADS
 from hashtag.train.losses import LOSS_NAMES
@@ -70,6 +70,16 @@ def _summary(run_dir: Path, scores: dict) -> None:
               show_default=True, help="Photos per backbone batch during feature extraction.")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS["learning_rate"],
               show_default=True)
+@click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=DEFAULTS["fine_tune_epochs"],
+              show_default=True, help="Max epochs tuning each backbone's top blocks with its head; 0 keeps "
+                                      "the frozen-backbone head.")
+@click.option("--fine-tune-lr", "fine_tune_learning_rate", type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULTS["fine_tune_learning_rate"], show_default=True)
+@click.option("--fine-tune-patience", type=click.IntRange(min=1), default=DEFAULTS["fine_tune_patience"],
+              show_default=True, help="Stop fine-tuning after this many epochs without validation mAP gain.")
+@click.option("--extract-engine", type=click.Choice(list(EXTRACT_ENGINES)), default=DEFAULTS["extract_engine"],
+              show_default=True, help="What runs the backbone to fill the feature cache; openvino-bf16 is "
+                                      "~2.5x faster on CPUs with bfloat16 instructions (needs hashtag[openvino]).")
 @click.option("--seed", type=int, default=DEFAULTS["seed"], show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=DEFAULTS["limit"],
               help="Use at most N training photos (quick runs).")
@@ -78,7 +88,8 @@ def _summary(run_dir: Path, scores: dict) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def train(data_dir: Path, out: Path, models: str, weights_source: str, cache_dir: Path | None, sizes: Sequence[str],
           heads: str, losses: str, augment: int, epochs: int, patience: int, batch_size: int,
-          extract_batch_size: int, learning_rate: float, seed: int, limit: int | None, eval_limit: int | None,
+          extract_batch_size: int, learning_rate: float, fine_tune_epochs: int, fine_tune_learning_rate: float,
+          fine_tune_patience: int, extract_engine: str, seed: int, limit: int | None, eval_limit: int | None,
           quiet: bool) -> None:
     """Train heads on cached ImageNet backbone features and evaluate them (writes the run folder OUT)."""
     from hashtag.train.trainer import train as run_training
@@ -87,7 +98,9 @@ def train(data_dir: Path, out: Path, models: str, weights_source: str, cache_dir
         config = TrainConfig(models=_names(models), input_sizes=_sizes(sizes), heads=_names(heads),
                              losses=_names(losses), augment=augment, epochs=epochs, patience=patience,
                              batch_size=batch_size, extract_batch_size=extract_batch_size,
-                             learning_rate=learning_rate, seed=seed, limit=limit, eval_limit=eval_limit)
+                             learning_rate=learning_rate, fine_tune_epochs=fine_tune_epochs,
+                             fine_tune_learning_rate=fine_tune_learning_rate, fine_tune_patience=fine_tune_patience,
+                             extract_engine=extract_engine, seed=seed, limit=limit, eval_limit=eval_limit)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     try:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import click
 import keras
@@ -23,8 +22,11 @@ import tensorflow as tf
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.preprocess import normalize, resize_rgb
+from hashtag.train.blocks import TOP_BLOCKS
 from hashtag.train.dataset import Dataset, load_dataset
 from hashtag.train.features import Backbone, BackboneFactory, ExtractStats, FeatureCache
+from hashtag.train.finetune import FineTuneSettings, fine_tune, tunable
+from hashtag.train.fitting import Batches, Monitor, Rows, predict
 from hashtag.train.config import TrainConfig
 from hashtag.train.errors import TrainError
 from hashtag.train.heads import HeadConfig, attach_head, build_head, head_config
@@ -71,80 +73,6 @@ def candidates(config: TrainConfig) -> list[Candidate]:
     return out
 
 
-class _Rows:
-    """Selected rows of an in-memory array or a memmap, read batch by batch as float32."""
-
-    def __init__(self, data: np.ndarray, rows: np.ndarray | None = None) -> None:
-        self.data, self.rows = data, rows
-
-    def __len__(self) -> int:
-        return len(self.rows) if self.rows is not None else len(self.data)
-
-    def take(self, index: np.ndarray | slice) -> np.ndarray:
-        if self.rows is None:
-            return np.asarray(self.data[index], dtype=np.float32)
-        picked = self.rows[index]
-        order = np.argsort(picked)  # memmaps read faster in file order
-        out = np.empty((len(picked), *self.data.shape[1:]), dtype=np.float32)
-        out[order] = self.data[picked[order]]
-        return out
-
-
-class _Batches(keras.utils.PyDataset):
-    """Shuffled mini-batches of a ``_Rows`` source (spatial maps do not fit in memory on the full corpus)."""
-
-    def __init__(self, x: _Rows, y: np.ndarray, batch_size: int, seed: int) -> None:
-        super().__init__()
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(x))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        return self.x.take(idx), self.y[idx]
-
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.x))
-
-
-def predict(model: keras.Model, x: _Rows, batch_size: int = 256) -> np.ndarray:
-    """Probabilities of a head for every row of ``x``."""
-    parts = [np.asarray(model.predict_on_batch(x.take(slice(i, i + batch_size))))
-             for i in range(0, len(x), batch_size)]
-    return np.concatenate(parts).astype(np.float32)
-
-
-class _Monitor(keras.callbacks.Callback):
-    """Validation mAP per epoch; keeps the best weights, stops after ``patience`` epochs without gain."""
-
-    def __init__(self, x_val: _Rows, y_val: np.ndarray, loss_fn: Callable, patience: int, bar: Progress) -> None:
-        super().__init__()
-        self.x_val, self.y_val, self.loss_fn, self.patience, self.bar = x_val, y_val, loss_fn, patience, bar
-        self.history: dict[str, list[float]] = {"loss": [], "val_loss": [], "val_mAP": []}
-        self.best, self.best_epoch, self.best_weights = -math.inf, -1, None
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        probs = predict(self.model, self.x_val)
-        val_map = mean_average_precision(self.y_val, probs)
-        val_loss = float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y_val.astype(np.float32), probs))))
-        self.history["loss"].append(float((logs or {}).get("loss", math.nan)))
-        self.history["val_loss"].append(val_loss)
-        self.history["val_mAP"].append(val_map)
-        score = -1.0 if math.isnan(val_map) else val_map
-        if score > self.best:
-            self.best, self.best_epoch, self.best_weights = score, epoch, self.model.get_weights()
-        elif epoch - self.best_epoch >= self.patience:
-            self.model.stop_training = True
-        self.bar.update(1)
-
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
-
-
 @dataclass
 class FitResult:
     """A trained candidate head and how it got there."""
@@ -167,7 +95,7 @@ class FitResult:
 class _SplitFeatures:
     """Features for one model: per split an x source; train may hold several views."""
 
-    x: dict[str, _Rows]
+    x: dict[str, Rows]
     y: dict[str, np.ndarray]
 
 
@@ -219,29 +147,40 @@ class Trainer:
         """How the dataset chose its tags and which labels are unknown (dataset.json), for run.json and the card."""
         return {key: self.dataset.meta.get(key) for key in ("vocabulary", "partial_labels")}
 
-    def _features(self, backbone: Backbone, grid: Sequence[Candidate]) -> tuple[dict[str, Any], _SplitFeatures,
-                                                                            _SplitFeatures | None]:
-        """Fill the cache with what the candidates need; pooled features come back in memory, spatial as memmaps."""
-        cache = FeatureCache(self.cache_dir, backbone, self.config.extract_batch_size, self.progress)
+    def _fine_tunes(self, backbone: Backbone) -> bool:
+        return self.config.fine_tune_epochs > 0 and backbone.cut is not None
+
+    def _features(self, backbone: Backbone, grid: Sequence[Candidate]) -> tuple[
+            dict[str, Any], _SplitFeatures, _SplitFeatures | None, _SplitFeatures | None]:
+        """Fill the cache with what the candidates and fine-tuning need.
+
+        Pooled features come back in memory; spatial maps and top-block inputs as memmaps.
+        """
+        cache = FeatureCache(self.cache_dir, backbone, self.config.extract_batch_size, self.progress,
+                             self.config.extract_engine)
         spatial = any(not c.head.pooled for c in grid)
         views = max(c.views for c in grid)
-        kinds = ("pooled", "spatial") if spatial else ("pooled",)
+        kinds = ("pooled",) + (("spatial",) if spatial else ()) + (("block",) if self._fine_tunes(backbone) else ())
         stats: dict[str, ExtractStats] = {}
         for split in SPLITS:
             stats[split] = cache.ensure(split, self.records[split], self.rows[split], 0, kinds)
         for view in range(1, views + 1):
             stats[f"train-v{view}"] = cache.ensure("train", self.records["train"], self.rows["train"], view)
-        pooled = _SplitFeatures({s: _Rows(cache.pooled(s, self.records[s], self.rows[s])) for s in self.rows},
+        pooled = _SplitFeatures({s: Rows(cache.pooled(s, self.records[s], self.rows[s])) for s in self.rows},
                                 dict(self.labels))
         for view in range(1, views + 1):
-            pooled.x[f"train-v{view}"] = _Rows(cache.pooled("train", self.records["train"], self.rows["train"], view))
+            pooled.x[f"train-v{view}"] = Rows(cache.pooled("train", self.records["train"], self.rows["train"], view))
         maps = None
         if spatial:
-            maps = _SplitFeatures({s: _Rows(cache.spatial(s, self.records[s], self.rows[s]), self.rows[s])
+            maps = _SplitFeatures({s: Rows(cache.spatial(s, self.records[s], self.rows[s]), self.rows[s])
                                    for s in self.rows}, dict(self.labels))
-        record = {"cache": str(cache.root), "weights_sha256": cache.weights_sha256,
+        blocks = None
+        if "block" in kinds:
+            blocks = _SplitFeatures({s: Rows(cache.block(s, self.records[s], self.rows[s]), self.rows[s])
+                                     for s in self.rows}, dict(self.labels))
+        record = {"cache": str(cache.root), "weights_sha256": cache.weights_sha256, "engine": cache.engine,
                   **{k: asdict(v) for k, v in stats.items()}}
-        return record, pooled, maps
+        return record, pooled, maps, blocks
 
     def fit(self, candidate: Candidate, feats: _SplitFeatures, label: str) -> FitResult:
         """Train one candidate head from a fixed seed; returns it with its best-epoch weights."""
@@ -251,18 +190,18 @@ class Trainer:
         if candidate.views:
             views = [feats.x["train"].take(slice(None))] + [feats.x[f"train-v{v}"].take(slice(None))
                                                             for v in range(1, candidate.views + 1)]
-            x_train, y_train = _Rows(np.concatenate(views)), np.concatenate([y_train] * (candidate.views + 1))
+            x_train, y_train = Rows(np.concatenate(views)), np.concatenate([y_train] * (candidate.views + 1))
         head = build_head(candidate.head, tuple(feats.x["val"].data.shape[1:]), y_train.shape[1])
         loss_fn = make_loss(candidate.loss, y_train)
         head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss_fn)
         start = time.monotonic()
         with Progress(cfg.epochs, f"{label} {candidate.key} epochs", enabled=self.progress, closing_line=False) as bar:
-            monitor = _Monitor(feats.x["val"], feats.y["val"], loss_fn, cfg.patience, bar)
+            monitor = Monitor(feats.x["val"], feats.y["val"], loss_fn, cfg.patience, bar)
             if x_train.rows is None:
                 head.fit(x_train.data, y_train, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,
                          verbose=0, callbacks=[monitor])
             else:
-                head.fit(_Batches(x_train, y_train, cfg.batch_size, cfg.seed), epochs=cfg.epochs, verbose=0,
+                head.fit(Batches(x_train, y_train, cfg.batch_size, cfg.seed), epochs=cfg.epochs, verbose=0,
                          callbacks=[monitor])
         return FitResult(candidate, head, monitor.best, monitor.best_epoch, monitor.history,
                          time.monotonic() - start)
@@ -273,7 +212,7 @@ class Trainer:
         size = cfg.input_size(name)
         backbone = self.backbone_factory(name, size)
         grid = candidates(cfg)
-        extraction, pooled, maps = self._features(backbone, grid)
+        extraction, pooled, maps, blocks = self._features(backbone, grid)
         results = []
         for candidate in grid:
             result = self.fit(candidate, pooled if candidate.head.pooled else maps, name)  # type: ignore[arg-type]
@@ -284,6 +223,10 @@ class Trainer:
         self.log(f"{name}: chose {best.candidate.key} (val mAP {best.val_map:.4f})")
         feats = pooled if best.candidate.head.pooled else maps
         probs = {s: predict(best.head, feats.x[s]) for s in EVAL_SPLITS}  # type: ignore[union-attr]
+        tuning = None
+        if blocks is not None:
+            tuning, tuned_probs = self._fine_tune(backbone, best, blocks, name)
+            probs = tuned_probs or probs
         model = attach_head(backbone.model, best.head, best.candidate.head, name)
         self.out.model_dir(name).mkdir(parents=True, exist_ok=True)
         model.save(self.out.keras(name))
@@ -291,7 +234,8 @@ class Trainer:
         ids = {s: np.array([self.records[s][i].photo_id for i in self.rows[s]]) for s in EVAL_SPLITS}
         Predictions(ids, {s: self.labels[s] for s in EVAL_SPLITS}, probs).save(self.out.predictions(name))
         self.out.history(name).write_text(json.dumps(
-            {"selected": best.candidate.key, "candidates": {r.candidate.key: r.history for r in results}}, indent=1))
+            {"selected": best.candidate.key, "candidates": {r.candidate.key: r.history for r in results},
+             "fine_tuning": tuning and tuning["history"]}, indent=1))
         card = {
             "name": name,
             "backbone": name,
@@ -311,10 +255,40 @@ class Trainer:
                 "optimizer": {"name": "adam", "learning_rate": cfg.learning_rate},
                 "batch_size": cfg.batch_size, "max_epochs": cfg.epochs, "patience": cfg.patience, "seed": cfg.seed,
                 "feature_extraction": extraction,
+                "fine_tuning": tuning and {k: v for k, v in tuning.items() if k != "history"},
                 "assembly_check": check,
             },
         }
         self.out.model_json(name).write_text(json.dumps(card, indent=2, default=str))
+
+    def _fine_tune(self, backbone: Backbone, best: FitResult, blocks: _SplitFeatures,
+                   name: str) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+        """Tune the top blocks with the chosen head; keep the tuned weights only if validation mAP rose.
+
+        Returns the record for model.json and, when the tuned model is kept, its val/test probabilities.
+        """
+        cfg = self.config
+        model = tunable(backbone, best.head, best.candidate.head)
+        before = model.get_weights()
+        # the frozen head scored on the same cached block inputs, so that only training can make a difference
+        frozen = mean_average_precision(blocks.y["val"], predict(model, blocks.x["val"], batch_size=64))
+        settings = FineTuneSettings(cfg.fine_tune_epochs, cfg.fine_tune_learning_rate, cfg.batch_size,
+                                    cfg.fine_tune_patience, cfg.seed)
+        result = fine_tune(model, make_loss(best.candidate.loss, blocks.y["train"]), blocks.x["train"],
+                           blocks.y["train"], blocks.x["val"], blocks.y["val"], settings, name, self.progress)
+        kept = result.val_map > frozen
+        self.log(f"{name} fine-tuned {backbone.cut.top}: val mAP {result.val_map:.4f} vs frozen "  # type: ignore[union-attr]
+                 f"{frozen:.4f} ({result.summary()['seconds_per_epoch']} s per epoch); "
+                 f"kept {'fine-tuned' if kept else 'frozen'}")
+        record = {"cut": backbone.cut.to_dict(), "frozen_val_mAP": frozen,  # type: ignore[union-attr]
+                  "kept": "fine-tuned" if kept else "frozen", "learning_rate": cfg.fine_tune_learning_rate,
+                  "max_epochs": cfg.fine_tune_epochs, "patience": cfg.fine_tune_patience,
+                  "batch_size": cfg.batch_size, "augmentation": "random horizontal flip of the cached maps",
+                  "batchnorm": "frozen (inference mode)", **result.summary(), "history": result.history}
+        if not kept:
+            model.set_weights(before)
+            return record, None
+        return record, {s: predict(model, blocks.x[s], batch_size=64) for s in EVAL_SPLITS}
 
     def _assembly_check(self, model: keras.Model, backbone: Backbone, val_probs: np.ndarray) -> dict[str, Any]:
         """Run the saved full model on a few val photos from pixels; it must match the head on cached features."""
@@ -336,7 +310,7 @@ def imagenet_factory(source: str = "auto") -> BackboneFactory:
         resolved = weights.resolve(name, source)
         model = weights.backbone(name, input_size, resolved)
         return Backbone(name, input_size, model, Preprocessing.from_dict(weights.PREPROCESSING[name]),
-                        weights.provenance(name, resolved))
+                        weights.provenance(name, resolved), TOP_BLOCKS.get(name))
 
     return factory
 
