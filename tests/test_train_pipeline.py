@@ -215,3 +215,11 @@ def test_train_cli_with_real_vgg16_weights(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, [*args[:4], str(tmp_path / "run2"), *args[5:]])
     assert result.exit_code == 0, result.output
     assert _card(tmp_path / "run2", "vgg16")["training"]["feature_extraction"]["train"]["computed"] == 0
+
+
+def test_ensemble_weights_are_tried_on_validation_and_reported(trained: dict) -> None:
+    run = trained["run"]
+    trial = json.loads((run / "ensemble.json").read_text())["weights_trial"]
+    assert set(trial) >= {"held_out_mAP_mean", "held_out_mAP_weighted", "kept"}
+    assert 0 <= trial["held_out_mAP_mean"] <= 1 and isinstance(trial["kept"], bool)
+    assert "Per-tag model weights" in (run / "report.md").read_text()

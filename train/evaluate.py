@@ -17,6 +17,7 @@ from hashtag.runtime.ensemble import ensemble_mean
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.preprocess import normalize, resize_rgb
+from hashtag.train.ensemble_weights import weights_trial
 from hashtag.train.errors import TrainError
 from hashtag.train.metrics import choose_thresholds, split_metrics
 from hashtag.train.plots import plot_ap_bars, plot_history, plot_pr_curves
@@ -102,9 +103,11 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, progress: bool = T
         card.update(thresholds=scores[name]["thresholds"], metrics=scores[name]["metrics"])
         card["metrics_source"] = source
         folder.model_json(name).write_text(json.dumps(card, indent=2))
+    trial = weights_trial(run["models"], preds[ENSEMBLE].labels["val"],
+                          {n: preds[n].probs["val"] for n in run["models"]}) if len(run["models"]) > 1 else None
     folder.ensemble_json.write_text(json.dumps(
-        {"models": run["models"], "combine": "mean of probabilities", "metrics_source": source, **scores[ENSEMBLE]},
-        indent=2))
+        {"models": run["models"], "combine": "mean of probabilities", "metrics_source": source,
+         "weights_trial": trial, **scores[ENSEMBLE]}, indent=2))
     folder.plots.mkdir(exist_ok=True)
     plot_history({n: read_json(folder.history(n)) for n in run["models"]}, folder.plots / "history.png")
     for name, p in preds.items():
@@ -112,7 +115,7 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, progress: bool = T
                        folder.plots / f"pr_{name}.png")
     plot_ap_bars({n: {t: s["metrics"]["test"]["per_tag"][t]["ap"] for t in tags} for n, s in scores.items()}, tags,
                  "Average precision per tag (test)", folder.plots / "ap_by_tag.png")
-    folder.report.write_text(report(run, folder, scores, source))
+    folder.report.write_text(report(run, folder, scores, source, trial))
     return scores
 
 
@@ -131,7 +134,33 @@ def _partial_note(test: Mapping[str, Any]) -> list[str]:
             f"keyword: {partial}). They are left out of AP, F1, thresholds and accuracies.", ""]
 
 
-def report(run: Mapping[str, Any], folder: RunFolder, scores: Mapping[str, Any], source: str) -> str:
+def _weights_note(trial: Mapping[str, Any] | None) -> list[str]:
+    """A paragraph on the per-tag ensemble weights tried on validation."""
+    if trial is None:
+        return []
+    verdict = "kept" if trial["kept"] else "not kept: the ensemble stays the plain mean"
+    return [f"Per-tag model weights ({trial['method']}): held-out val mAP {_fmt(trial['held_out_mAP_weighted'], 4)} "
+            f"vs {_fmt(trial['held_out_mAP_mean'], 4)} for the mean (margin {trial['margin']}); {verdict}.", ""]
+
+
+def _tuning_rows(cards: Mapping[str, Any]) -> list[str]:
+    """Frozen-backbone head vs fine-tuned top blocks, per model, on validation."""
+    tuned = {n: c["training"].get("fine_tuning") for n, c in cards.items() if c["training"].get("fine_tuning")}
+    if not tuned:
+        return []
+    lines = ["## Fine-tuning the top blocks (validation)", "",
+             "| model | blocks tuned | frozen val mAP | fine-tuned val mAP | epochs (best) | s per epoch | kept |",
+             "|---|---|---|---|---|---|---|"]
+    for name, t in tuned.items():
+        per_epoch = ", ".join(f"{s:.0f}" for s in t["seconds_per_epoch"])
+        lines.append(f"| {name} | {t['cut']['top']} | {_fmt(t['frozen_val_mAP'], 4)} | {_fmt(t['val_mAP'], 4)} | "
+                     f"{t['epochs_run']} ({t['best_epoch']}) | {per_epoch} | {t['kept']} |")
+    return lines + ["", "Both scored on the same cached block inputs; the tuned weights are kept only if "
+                        "validation mAP rose.", ""]
+
+
+def report(run: Mapping[str, Any], folder: RunFolder, scores: Mapping[str, Any], source: str,
+           trial: Mapping[str, Any] | None = None) -> str:
     """The markdown report: the models, the ensemble and the original's figures side by side."""
     tags = run["tags"]
     cards = {n: read_json(folder.model_json(n)) for n in run["models"]}
@@ -165,6 +194,8 @@ def report(run: Mapping[str, Any], folder: RunFolder, scores: Mapping[str, Any],
         "predicting no tag at all, the floor it must be read against. The original's figures were measured on its "
         "own data and split, at 224x224 for every model.", "",
         *_partial_note(scores[ENSEMBLE]["metrics"]["test"]),
+        *_weights_note(trial),
+        *_tuning_rows(cards),
         "## Average precision per tag (test)", "",
         "| tag | support | " + " | ".join([*run["models"], ENSEMBLE]) + " |",
         "|---|---|" + "---|" * (len(run["models"]) + 1),
