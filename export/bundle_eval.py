@@ -21,7 +21,7 @@ from hashtag.runtime.manifest import PRECISIONS, load_bundle
 from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
 from hashtag.runtime.tagger import Tagger
 from hashtag.train.errors import SettingsError
-from hashtag.train.metrics import split_metrics
+from hashtag.train.metrics import mean_ap, split_metrics
 from hashtag.train.progress import Progress
 from hashtag.train.splits import SPLITS, split_of
 from hashtag.train.tables import KeywordFilter, select
@@ -66,6 +66,12 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
     results = {name: split_metrics(photos.labels, p, photos.tags, tagger.model_thresholds[name])
                for name, p in probs.items()}
     results["ensemble"] = split_metrics(photos.labels, tagger.ensemble(probs), photos.tags, tagger.thresholds)
+    base = tuple((tagger.bundle.raw.get("vocabulary") or {}).get("base_tags", ()))
+    if base and set(base) < set(photos.tags):  # a wider vocabulary: score the original tags and the added apart
+        for name in [*probs, "ensemble"]:
+            aps = {t: results[name]["per_tag"][t]["ap"] for t in photos.tags}
+            results[name]["mAP_base"] = mean_ap(aps[t] for t in base)
+            results[name]["mAP_added"] = mean_ap(aps[t] for t in photos.tags if t not in base)
     results["precision"] = {m.spec.name: m.variant.precision for m in tagger.models}
     return results
 
@@ -90,7 +96,9 @@ def main(bundle_dir: Path | None, models_arg: str | None, tables: Path, split: s
         raise click.ClickException(str(exc)) from None
     for name in [*results["precision"], "ensemble"]:
         r = results[name]
-        click.echo(f"{name:12s} {split} mAP {r['mAP']:.4f}  micro F1 {r['micro_f1']:.4f}  "
+        groups = (f"  original tags {r['mAP_base']:.4f}  added tags {r['mAP_added']:.4f}"
+                  if "mAP_base" in r else "")
+        click.echo(f"{name:12s} {split} mAP {r['mAP']:.4f}{groups}  micro F1 {r['micro_f1']:.4f}  "
                    f"macro F1 {r['macro_f1']:.4f}  ({r['n_images']} photos)")
     if json_out:
         json_out.write_text(json.dumps(results, indent=2))

@@ -51,3 +51,28 @@ def test_tag_mismatch_is_refused(tmp_path: Path, tiny_bundle: Path) -> None:
     photos = split_photos(tmp_path, ("animal", "nature"), "train")
     with pytest.raises(ValueError, match="differ"):
         evaluate_bundle(tiny_bundle, photos, progress=False)
+
+
+def test_a_wider_vocabulary_is_scored_as_original_and_added_tags(tmp_path: Path, tiny_bundle: Path) -> None:
+    import json
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    base = list(TAGS[:2])
+    manifest["vocabulary"] = {"mode": "rule", "base_tags": base}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    _tables(tmp_path / "tables")
+    photos = split_photos(tmp_path / "tables", TAGS, "test")
+    results = evaluate_bundle(bundle, photos, precision="fp32", batch_size=4, progress=False)
+    probs = Tagger(bundle, provider="cpu", precision="fp32").probabilities([load_image(p) for p in photos.paths])
+    cols = [TAGS.index(t) for t in base]
+    rest = [i for i in range(len(TAGS)) if i not in cols]
+    for name, p in probs.items():
+        assert results[name]["mAP_base"] == pytest.approx(
+            mean_average_precision(photos.labels[:, cols], p[:, cols]), abs=1e-9)
+        assert results[name]["mAP_added"] == pytest.approx(
+            mean_average_precision(photos.labels[:, rest], p[:, rest]), abs=1e-9)
+    plain = evaluate_bundle(tiny_bundle, photos, precision="fp32", batch_size=4, progress=False)
+    assert "mAP_base" not in plain["ensemble"]
