@@ -403,7 +403,8 @@ def test_a_burst_from_one_chat_does_not_hold_up_another_chat_and_keeps_to_its_pa
     sends = [r for r in api.calls("sendMessage") if r.params["chat_id"] == a]
     assert all(r.status == 200 for r in sends), "the bot went past the chat's flood limit"
     gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(sends)]
-    assert min(gaps) >= 0.8 * MESSAGE_INTERVAL_S
+    # arrival times jitter by tens of ms on a loaded machine; an unpaced bot sends within a few ms
+    assert min(gaps) >= 0.5 * MESSAGE_INTERVAL_S
 
 
 def test_a_flood_wait_over_the_cap_is_not_waited_for(tagger: Tagger, photo: Callable[..., bytes]) -> None:
