@@ -36,7 +36,9 @@ from hashtag.train.progress import Progress
 from hashtag.train.run_folder import EVAL_SPLITS, RUN_VERSION, Predictions, RunFolder, used_rows
 from hashtag.train.splits import SPLITS
 
-ASSEMBLY_TOLERANCE = 0.02  # max |p_full - p_head| on a few val photos; float16 spatial caches differ slightly
+# max |p_full - p_head| on a few val photos: float16 caches differ slightly, bfloat16 extraction more
+# (fine-tuned top blocks amplify it: 0.033 measured on InceptionV3); the exported model is always checked exactly
+ASSEMBLY_TOLERANCE = {"keras": 0.02, "openvino-f32": 0.02, "openvino-bf16": 0.1}
 ASSEMBLY_PHOTOS = 4
 
 
@@ -297,7 +299,7 @@ class Trainer:
         prep = backbone.preprocessing
         x = normalize(np.stack([resize_rgb(load_image(r.path), backbone.input_size, prep.resize) for r in recs]), prep)
         diff = float(np.max(np.abs(np.asarray(model.predict_on_batch(x)) - val_probs[:n])))
-        if diff > ASSEMBLY_TOLERANCE:
+        if diff > ASSEMBLY_TOLERANCE[self.config.extract_engine]:
             raise TrainError(f"{backbone.name}: full model and cached-feature head disagree by {diff:.4f}")
         return {"photos": n, "max_abs_diff": diff}
 
