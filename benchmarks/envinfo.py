@@ -1,7 +1,6 @@
 """What the numbers were measured on: CPU, GPU, software versions and the exact bundle (manifest hash)."""
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import re
@@ -12,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hashtag.runtime.manifest import MANIFEST_NAME
+from hashtag.runtime.manifest import manifest_sha256
 
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni")
 TOOL_TIMEOUT_S = 10
@@ -99,11 +98,6 @@ def software() -> dict[str, Any]:
         "pillow": _version("pillow"),
         "hashtag": _version("hashtag"),
     }
-
-
-def manifest_sha256(bundle_root: Path) -> str:
-    """SHA-256 of the bundle's manifest.json, which itself pins every ONNX file by hash."""
-    return hashlib.sha256((bundle_root / MANIFEST_NAME).read_bytes()).hexdigest()
 
 
 def load_average() -> list[float] | None:

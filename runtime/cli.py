@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import click
 
@@ -14,11 +13,12 @@ from hashtag.runtime.errors import HashtagError, ImageError
 from hashtag.runtime.images import find_images
 from hashtag.runtime.manifest import PRECISIONS, load_bundle
 from hashtag.runtime.options import bundle_option, models_option, resolve_bundle
+from hashtag.runtime.prediction import hashtag, tag_names
+from hashtag.runtime.progress import progress
 from hashtag.runtime.providers import PROVIDER_CHOICES, available_providers
 from hashtag.runtime.tagger import DEFAULT_BATCH_SIZE, Tagger
 
 COMMAND_GROUP = "hashtag.commands"  # entry points of the packages that add subcommands (see setup.cfg)
-PROGRESS_MIN_IMAGES = 5
 
 
 def _plugin_commands() -> dict[str, EntryPoint]:
@@ -62,19 +62,8 @@ def main() -> None:
     """Suggest hashtags for photos with an ensemble of ONNX image taggers."""
 
 
-@contextmanager
-def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
-    """A callable that advances a progress bar on stderr, drawn only on a terminal and for enough images."""
-    if not (enabled and total >= PROGRESS_MIN_IMAGES and sys.stderr.isatty()):
-        yield lambda: None
-        return
-    with click.progressbar(length=total, label="Tagging", file=sys.stderr, show_pos=True) as bar:
-        yield lambda: bar.update(1)
-
-
 def _scores_line(scores: dict[str, float], hashtags: list[str]) -> str:
-    chosen = [h[1:] for h in hashtags]
-    return " ".join(f"#{t} {scores[t]:.2f}" for t in chosen) or "(no tag above threshold)"
+    return " ".join(f"{hashtag(t)} {scores[t]:.2f}" for t in tag_names(hashtags, scores)) or "(no tag above threshold)"
 
 
 @main.command()
@@ -108,7 +97,7 @@ def predict(
     if not files:
         raise click.ClickException("no image files found in " + ", ".join(map(str, paths)))
     failed = 0
-    with _progress(len(files), enabled=True) as advance:
+    with progress(len(files), "Tagging") as advance:
         for result in tagger.predict_stream(files):
             advance()
             if isinstance(result, ImageError):

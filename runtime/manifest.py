@@ -21,6 +21,7 @@ Every model takes float32 NHWC ``[batch, size, size, 3]`` preprocessed pixels an
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -229,6 +230,11 @@ def parse_manifest(data: Any, root: Path) -> Bundle:
         raise BundleError("manifest lacks ensemble.thresholds")
     ensemble_thresholds = _thresholds(ensemble["thresholds"], tags, "ensemble")
     return Bundle(root, models, tags, ensemble_thresholds, data)
+
+
+def manifest_sha256(bundle_root: Path) -> str:
+    """SHA-256 of a bundle's manifest.json, which itself pins every ONNX file by hash: the bundle's identity."""
+    return hashlib.sha256((bundle_root / MANIFEST_NAME).read_bytes()).hexdigest()
 
 
 def load_bundle(path: str | Path) -> Bundle:

@@ -7,7 +7,7 @@ predictions (the bot talking to a remote tagger) does not load an inference engi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +31,11 @@ class Prediction:
     hashtags: list[str]
     models: dict[str, ModelPrediction] = field(default_factory=dict)
 
+    @property
+    def tags(self) -> list[str]:
+        """The chosen tags by their own names (keywords for photo metadata), in hashtag order."""
+        return tag_names(self.hashtags, self.scores)
+
     def to_json(self) -> dict[str, Any]:
         """The JSON Lines record the CLI prints."""
         return {
@@ -42,10 +47,21 @@ class Prediction:
         }
 
 
+def hashtag(tag: str) -> str:
+    """How a tag is spelled as a hashtag: '#' and the tag without spaces."""
+    return "#" + tag.replace(" ", "")
+
+
+def tag_names(hashtag_list: Sequence[str], tags: Iterable[str]) -> list[str]:
+    """The tags, among ``tags``, that ``hashtag_list`` spells, in its order (the inverse of ``hashtag``)."""
+    by_hashtag = {hashtag(t): t for t in tags}
+    return [by_hashtag[h] for h in hashtag_list]
+
+
 def hashtags(scores: Mapping[str, float], thresholds: Mapping[str, float], top_k: int | None) -> list[str]:
     """Tags at or above their threshold, best first (ties by name), cut at ``top_k``, as '#tag'."""
     chosen = sorted((t for t, s in scores.items() if s >= thresholds[t]), key=lambda t: (-scores[t], t))
-    return ["#" + t.replace(" ", "") for t in chosen[:top_k]]
+    return [hashtag(t) for t in chosen[:top_k]]
 
 
 def model_thresholds(bundle: Bundle, name: str, threshold: float | None) -> dict[str, float]:

@@ -15,11 +15,12 @@ ALLOWED = {
     "export": {"runtime", "train", "export"},
     "bot": {"runtime", "models", "bot"},
     "serve": {"runtime", "models", "serve"},
+    "tag": {"runtime", "models", "tag"},
     "benchmarks": {"runtime", "models", "bot", "benchmarks"},
 }
 CLI_MODULES = ("cli", "data_cli", "train_cli")
 HEAVY = ("tensorflow", "keras", "tf2onnx")
-FRONT_ENDS = ("runtime", "bot", "serve", "benchmarks")
+FRONT_ENDS = ("runtime", "bot", "serve", "tag", "benchmarks")
 
 
 def _imported(node: ast.AST) -> list[str]:
