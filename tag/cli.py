@@ -52,7 +52,7 @@ def _done(outcome: Outcome) -> Future[Outcome]:
 def _write(target: Target, result: Prediction | ImageError, plan: Plan, dry_run: bool) -> Outcome:
     """Merge one prediction into its target (re-read now: the file may have changed since the first look)."""
     if isinstance(result, ImageError):
-        return Outcome(target, "failed", error=result.reason)
+        return Outcome(target, "failed", error=str(result))
     record = result.to_json()
     try:
         before, after = update(target, lambda now: retag(now, result.tags, result.scores, plan, target.embed), dry_run)
@@ -96,7 +96,7 @@ class Report:
         if self.as_json:
             click.echo(json.dumps(outcome.to_json(self.dry_run), ensure_ascii=False))
         elif outcome.status == "failed":
-            click.echo(f"error: {outcome.target.photo}: {outcome.error}", err=True)
+            click.echo(f"error: {outcome.error}", err=True)
         elif outcome.status in ("tagged", "removed"):
             change = " ".join([*(f"+{k}" for k in outcome.added), *(f"-{k}" for k in outcome.removed)])
             verb = "would write" if self.dry_run else "wrote"

@@ -67,7 +67,7 @@ class Outcome:
     status: str
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
-    error: str | None = None
+    error: str | None = None  # one line naming the file and the reason
     prediction: Mapping[str, Any] | None = None  # the prediction's JSON record, when one was made
 
     @classmethod

@@ -297,8 +297,10 @@ def test_symlinks_are_read_but_never_written_through(tiny_bundle: Path, tmp_path
 
 
 def test_huge_existing_xmp_is_never_lost(tiny_bundle: Path, tmp_path: Path) -> None:
-    """Near JPEG's 64 KB XMP limit, and past it (Adobe's Extended XMP): kept intact, or refused untouched."""
-    for name, size in (("near.jpg", 60_000), ("extended.jpg", 200_000)):
+    """At JPEG's 64 KB XMP limit, and past it (Adobe's Extended XMP): embedding is refused, the file untouched;
+    a sidecar works."""
+    for name, size, reason in (("full.jpg", 64_500, "larger than 65535 bytes"),
+                               ("extended.jpg", 200_000, "Extended XMP")):
         photo = make_photo(tmp_path / name)
         text = tmp_path / "description.txt"
         text.write_text("x" * size)
@@ -308,13 +310,12 @@ def test_huge_existing_xmp_is_never_lost(tiny_bundle: Path, tmp_path: Path) -> N
         before = sha(photo)
         result = tag(tiny_bundle, *ALL_TAGS, "--embed", "--json", str(photo))
         [record] = records(result.stdout)
-        [meta] = exif(photo)
+        assert record["status"] == "failed" and reason in record["error"] and result.exit_code == 1
+        assert sha(photo) == before
+        assert tag(tiny_bundle, *ALL_TAGS, str(photo)).exit_code == 0
+        [meta, sidecar] = exif(photo, Path(f"{photo}.xmp"))
         assert meta["XMP-dc:Description"] == "x" * size
-        if record["status"] == "failed":
-            assert sha(photo) == before and record["error"]
-        else:
-            assert sorted(as_list(meta["XMP-dc:Subject"])) == sorted(TAGS)
-        assert tag(tiny_bundle, *ALL_TAGS, str(photo)).exit_code == 0  # a sidecar always works
+        assert sorted(as_list(sidecar["XMP-dc:Subject"])) == sorted(TAGS)
     assert not list(tmp_path.glob(".*"))
 
 
