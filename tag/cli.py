@@ -69,8 +69,22 @@ def _remove(target: Target, dry_run: bool) -> Outcome:
     return Outcome.of_change(target, "removed", before, after)
 
 
-def _first_look(target: Target, settings: str, force: bool) -> Outcome | None:
+def _clashes(targets: list[Target]) -> dict[Path, str]:
+    """Photos whose sidecar another photo of the run already uses (photo.jpg and photo.png -> photo.xmp)."""
+    first: dict[Path, Path] = {}
+    clashes = {}
+    for target in targets:
+        owner = first.setdefault(target.path, target.photo)
+        if owner != target.photo:
+            clashes[target.photo] = (f"{target.path}: also the sidecar of {owner}; "
+                                     "use --sidecar-name darktable (photo.jpg.xmp) for such folders")
+    return clashes
+
+
+def _first_look(target: Target, settings: str, force: bool, clash: str | None) -> Outcome | None:
     """An outcome decided without the models (failed, or already tagged with these settings), else None."""
+    if clash:
+        return Outcome(target, "failed", error=clash)
     try:
         current: Keywords | None = read(target)
     except (MetadataError, OSError) as exc:
@@ -177,10 +191,12 @@ def tag(paths: Sequence[Path], bundle_dir: Path | None, models_arg: str | None, 
 
 
 def _run_remove(targets: list[Target], dry_run: bool, stop: threading.Event, report: Report) -> int:
+    clashes = _clashes(targets)
     for i, target in enumerate(targets):
         if stop.is_set():
             return len(targets) - i
-        report(_remove(target, dry_run))
+        clash = clashes.get(target.photo)
+        report(Outcome(target, "failed", error=clash) if clash else _remove(target, dry_run))
     return 0
 
 
@@ -188,7 +204,8 @@ def _run_tagging(tagger: Tagger, targets: list[Target], plan: Plan, force: bool,
                  stop: threading.Event, writer: ThreadPoolExecutor, report: Report) -> int:
     """Tag in input order: the models run on the next photo while the writer thread writes the last one."""
     settings = plan.settings.to_text()
-    decided = [_first_look(t, settings, force) for t in targets]
+    clashes = _clashes(targets)
+    decided = [_first_look(t, settings, force, clashes.get(t.photo)) for t in targets]
     todo = [t for t, d in zip(targets, decided) if d is None]
     stream = tagger.predict_stream([t.photo for t in todo])
     pending: deque[Future[Outcome]] = deque()

@@ -167,9 +167,9 @@ def _writable(path: Path) -> bool:
 def _check_place(target: Target) -> None:
     """Refuse, before any work, what must not be written: symlinks, unsupported formats."""
     if target.path.is_symlink():
-        what = "the photo" if target.embed else "its sidecar"
-        raise MetadataError(f"{target.path}: {what} is a symbolic link; not written through (use a sidecar)"
-                            if target.embed else f"{target.path}: {what} is a symbolic link; not written through")
+        what = "the photo is a symbolic link; not written through (use a sidecar)" if target.embed else \
+            "the sidecar is a symbolic link; not written through"
+        raise MetadataError(f"{target.path}: {what}")
     if target.embed:
         kind = exiv2.ImageFactory.getType(str(target.path))
         if kind not in EMBEDDABLE:

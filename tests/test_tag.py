@@ -99,6 +99,16 @@ def test_adobe_sidecar_name_and_hierarchy_root(tiny_bundle: Path, tmp_path: Path
     assert all(h.startswith("auto-tags|") for h in as_list(meta["XMP-lr:HierarchicalSubject"]))
 
 
+def test_adobe_names_that_clash_are_refused_not_merged(tiny_bundle: Path, tmp_path: Path) -> None:
+    make_photo(tmp_path / "photo.jpg")
+    make_photo(tmp_path / "photo.png", fmt="PNG", seed=1)
+    result = tag(tiny_bundle, *ALL_TAGS, "--json", "--sidecar-name", "adobe", str(tmp_path))
+    by_photo = {Path(r["image"]).name: r for r in records(result.stdout)}
+    assert by_photo["photo.jpg"]["status"] == "tagged"
+    assert by_photo["photo.png"]["status"] == "failed" and "also the sidecar of" in by_photo["photo.png"]["error"]
+    assert result.exit_code == 1
+
+
 def test_foreign_sidecar_keeps_every_property_and_the_persons_keywords(tiny_bundle: Path, tmp_path: Path) -> None:
     photo = make_photo(tmp_path / "photo.jpg")
     sidecar = tmp_path / "photo.jpg.xmp"
@@ -131,6 +141,51 @@ def test_foreign_sidecar_keeps_every_property_and_the_persons_keywords(tiny_bund
     assert as_list(meta["XMP-lr:HierarchicalSubject"]) == ["places|Rome"]
     assert not [k for k in meta if k.startswith("XMP-hashtag:")]
     assert {k: meta.get(k) for k in foreign_other} == foreign_other
+
+
+DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:lr="http://ns.adobe.com/lightroom/1.0/"
+    xmlns:darktable="http://darktable.sf.net/"
+   xmp:Rating="3" xmpMM:DerivedFrom="photo.jpg" darktable:xmp_version="5" darktable:raw_params="0"
+   darktable:auto_presets_applied="1" darktable:history_end="2" darktable:iop_order_version="4">
+   <dc:subject><rdf:Bag><rdf:li>Ferien</rdf:li></rdf:Bag></dc:subject>
+   <lr:hierarchicalSubject><rdf:Bag><rdf:li>darktable|format|jpg</rdf:li></rdf:Bag></lr:hierarchicalSubject>
+   <darktable:masks_history><rdf:Seq/></darktable:masks_history>
+   <darktable:history>
+    <rdf:Seq>
+     <rdf:li darktable:num="0" darktable:operation="exposure" darktable:enabled="1" darktable:modversion="6"
+      darktable:params="0000000000000000" darktable:multi_name="" darktable:multi_priority="0"/>
+     <rdf:li darktable:num="1" darktable:operation="colorin" darktable:enabled="1" darktable:modversion="7"
+      darktable:params="gz48eJxjZBgFowAEAAQA" darktable:multi_name="" darktable:multi_priority="0"/>
+    </rdf:Seq>
+   </darktable:history>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+
+def test_darktable_sidecar_history_survives_tag_and_remove(tiny_bundle: Path, tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "photo.jpg")
+    sidecar = tmp_path / "photo.jpg.xmp"
+    sidecar.write_text(DARKTABLE_SIDECAR)
+    keep = ("XMP-darktable:", "XMP-xmp:", "XMP-xmpMM:")
+    [before] = exif(sidecar)
+    kept_before = {k: v for k, v in before.items() if k.startswith(keep)}
+    assert len(kept_before["XMP-darktable:History"]) == 2
+    assert tag(tiny_bundle, *ALL_TAGS, str(photo)).exit_code == 0
+    [tagged] = exif(sidecar)
+    assert {k: v for k, v in tagged.items() if k.startswith(keep)} == kept_before
+    assert as_list(tagged["XMP-dc:Subject"])[0] == "Ferien"
+    assert as_list(tagged["XMP-lr:HierarchicalSubject"])[0] == "darktable|format|jpg"
+    assert tag(tiny_bundle, "--remove", str(photo)).exit_code == 0
+    [removed] = exif(sidecar)
+    assert {k: v for k, v in removed.items() if k.startswith(keep)} == kept_before
+    assert as_list(removed["XMP-dc:Subject"]) == ["Ferien"]
 
 
 def test_rerun_skips_force_redoes_remove_deletes_own_sidecar(tiny_bundle: Path, tmp_path: Path) -> None:
