@@ -17,7 +17,8 @@ from hashtag.benchmarks import stats
 from hashtag.benchmarks.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
 from hashtag.benchmarks.photos import write_sized_photos
 from hashtag.runtime.images import load_image
-from hashtag.runtime.tagger import Prediction, Tagger
+from hashtag.runtime.contract import Prediction
+from hashtag.runtime.tagger import Tagger
 
 PIPELINED = "pipelined"  # what `hashtag predict` does
 FULL_DECODE = "full-decode"  # full-size decoding, no overlap: the way before draft decoding

@@ -16,6 +16,7 @@ from hashtag.bot import replies
 from hashtag.bot.tagging import PhotoTagger, TaggerUnavailable
 from hashtag.runtime.errors import ImageError
 from hashtag.runtime.images import IMAGE_SUFFIXES
+from hashtag.runtime.prediction import Options
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -186,7 +187,8 @@ class Handlers:
                 return
             data = await with_retries(tg_file.download_as_bytearray, "download")
             try:
-                prediction = await self.tagger.predict(bytes(data), media_type)
+                options = Options(threshold=context.chat_data.get(THRESHOLD_KEY))
+                prediction = await self.tagger.predict(bytes(data), media_type, options)
             except ImageError as exc:
                 await self._answer(message, replies.unreadable(exc.reason))
                 return
@@ -194,5 +196,5 @@ class Handlers:
                 log.warning("photo in chat %s not tagged: %s", message.chat_id, exc)
                 await self._answer(message, replies.TAGGER_UNAVAILABLE)
                 return
-        text = replies.prediction_text(prediction, context.chat_data.get(THRESHOLD_KEY))
+        text = replies.prediction_text(prediction)
         await self._answer(message, text)

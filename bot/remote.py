@@ -1,11 +1,11 @@
 """Tagging with a running `hashtag serve` over HTTP (``hashtag bot --tagger-url``): bot replicas load no models.
 
-The API (hashtag.serve): ``POST /v1/tags`` with the photo as the raw ``image/*`` body answers
-``{"results": [record]}``, the record being the CLI's ``--json`` object (``Prediction.to_json()``); a photo
-that cannot be read gets ``400 {"error": "image-0: <reason>"}``; ``GET /v1/models`` describes the models;
-the API key goes in ``Authorization: Bearer <key>``. Tagging is a pure function of the photo, so any
-failure that may pass (no connection, a timeout, a 5xx, 503 when the server is busy) is retried with
-capped exponential backoff; then TaggerUnavailable, which the bot answers with a "try again later" reply.
+The API is hashtag.runtime.contract's: the photo goes as the raw ``image/*`` body of ``POST /v1/tags``
+with the chat's options as query parameters, and comes back as ``{"results": [record]}``; a photo that
+cannot be read gets 400 naming it ``image-0``; ``GET /v1/models`` describes the models; the API key goes
+in ``Authorization: Bearer <key>``. Tagging is a pure function of the photo, so any failure that may pass
+(no connection, a timeout, a 5xx, 503 when the server is busy) is retried with capped exponential
+backoff; then TaggerUnavailable, which the bot answers with a "try again later" reply.
 """
 from __future__ import annotations
 
@@ -15,26 +15,24 @@ from typing import Any
 
 import httpx
 
-from hashtag.runtime.errors import ConfigError
 from hashtag.bot.tagging import Ensemble, ModelInfo, TaggerError, TaggerUnavailable
-from hashtag.runtime.errors import ImageError
-from hashtag.runtime.prediction import ModelPrediction, Prediction
+from hashtag.runtime.contract import MODELS_PATH, RAW_UPLOAD_NAME, SERVER_TIMEOUT_S, TAGS_PATH, Prediction
+from hashtag.runtime.errors import ConfigError, ImageError
+from hashtag.runtime.prediction import Options
 
 log = logging.getLogger(__name__)
-RAW_NAME = "image-0"  # the server's name for a raw-body upload, which its 400 message starts with
 ATTEMPTS = 3
 BACKOFF_S = 0.5  # then 1 s, 2 s, ... at most MAX_BACKOFF_S
 MAX_BACKOFF_S = 8.0
 CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 75.0  # above the server's own per-request timeout (60 s), whose 503 should come first
+READ_TIMEOUT_S = SERVER_TIMEOUT_S + 15.0  # past the server's own limit, whose 503 should come first
 
 
-def prediction_from_record(record: dict[str, Any]) -> Prediction:
-    """The runtime's Prediction from a ``--json`` record (the inverse of ``Prediction.to_json``)."""
-    if record.get("error"):
-        raise ImageError(str(record.get("image")), str(record["error"]))
-    models = {name: ModelPrediction(dict(m["scores"]), list(m["hashtags"])) for name, m in record["models"].items()}
-    return Prediction(str(record["image"]), dict(record["scores"]), list(record["hashtags"]), models)
+def query(options: Options) -> dict[str, str]:
+    """``options`` as the query parameters of ``POST /v1/tags``."""
+    params = {"threshold": options.threshold, "top_k": options.top_k,
+              "models": ",".join(options.models) if options.models else None}
+    return {k: str(v) for k, v in params.items() if v is not None}
 
 
 def _message(response: httpx.Response) -> str:
@@ -70,22 +68,23 @@ class RemoteTagger:
         else:
             log.info("%s runs %s", self.where, ", ".join(f"{m.name} ({m.precision})" for m in ensemble.models))
 
-    async def predict(self, data: bytes, media_type: str) -> Prediction:
-        """The server's prediction for the photo; ImageError when it cannot read it."""
-        response = await self._call("POST", "/v1/tags", content=data, headers={"Content-Type": media_type})
+    async def predict(self, data: bytes, media_type: str, options: Options) -> Prediction:
+        """The server's prediction for the photo under ``options``; ImageError when it cannot read it."""
+        response = await self._call("POST", TAGS_PATH, content=data, params=query(options),
+                                    headers={"Content-Type": media_type})
         if response.status_code == 400:
-            raise ImageError(RAW_NAME, _message(response).removeprefix(f"{RAW_NAME}: "))
+            raise ImageError(RAW_UPLOAD_NAME, _message(response).removeprefix(f"{RAW_UPLOAD_NAME}: "))
         body = self._json(response)
         try:
             (record,) = body["results"]
-            return prediction_from_record(record)
+            return Prediction.from_json(record)
         except (KeyError, TypeError, ValueError) as exc:
             raise TaggerError(f"{self.where} answered something else than a tag record ({exc!r})") from None
 
     async def ensemble(self) -> Ensemble:
         """The served models and the tags (asked once, then kept)."""
         if self._ensemble is None:
-            doc = self._json(await self._call("GET", "/v1/models"))
+            doc = self._json(await self._call("GET", MODELS_PATH))
             try:
                 by_name = {m["name"]: m for m in doc["models"]}
                 self._ensemble = Ensemble(

@@ -1,10 +1,10 @@
 """Every text the bot sends, as pure functions, so wording and formatting are tested without Telegram."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from hashtag.bot.tagging import Ensemble
-from hashtag.runtime.prediction import Prediction
+from hashtag.runtime.contract import Prediction, hashtag
 
 MAX_MESSAGE_LENGTH = 4096  # Telegram's limit for one text message
 # Decodable by the runtime (Pillow); other image/* types get a specific refusal.
@@ -75,7 +75,7 @@ def models_text(ensemble: Ensemble) -> str:
         lines.append(f"• {m.name} ({m.input_size}×{m.input_size}, {m.precision})")
     lines.append("")
     lines.append(f"Hashtags I know ({len(ensemble.tags)}):")
-    lines.append(" ".join(_tag(t) for t in ensemble.tags))
+    lines.append(" ".join(hashtag(t) for t in ensemble.tags))
     return _fit("\n".join(lines))
 
 
@@ -106,31 +106,17 @@ def parse_threshold(args: Sequence[str]) -> float | None:
     return value
 
 
-def _tag(name: str) -> str:
-    return "#" + name.replace(" ", "")
-
-
-def _chosen(scores: Mapping[str, float], hashtags: Sequence[str], threshold: float | None) -> list[str]:
-    """Tag names to show: the runtime's choice, or every tag at/above the chat's threshold, best first."""
-    if threshold is None:
-        by_hashtag = {_tag(t): t for t in scores}
-        return [by_hashtag[h] for h in hashtags if h in by_hashtag]
-    return sorted((t for t, s in scores.items() if s >= threshold), key=lambda t: (-scores[t], t))
-
-
-def prediction_text(prediction: Prediction, threshold: float | None = None) -> str:
+def prediction_text(prediction: Prediction) -> str:
     """The reply to a photo: the ensemble's hashtags on the first line, then one line per model with scores."""
-    chosen = _chosen(prediction.scores, prediction.hashtags, threshold)
-    if chosen:
-        lines = [" ".join(_tag(t) for t in chosen)]
+    if prediction.hashtags:
+        lines = [" ".join(prediction.hashtags)]
     else:
         best = max(prediction.scores, key=lambda t: prediction.scores[t])
-        lines = [f"No hashtag is confident enough for this photo (closest: {_tag(best)} "
+        lines = [f"No hashtag is confident enough for this photo (closest: {hashtag(best)} "
                  f"{prediction.scores[best]:.2f})."]
     lines.append("")
     for name, model in prediction.models.items():
-        picked = _chosen(model.scores, model.hashtags, threshold)
-        shown = ", ".join(f"{_tag(t)} {model.scores[t]:.2f}" for t in picked) or "nothing above threshold"
+        shown = ", ".join(f"{hashtag(t)} {model.scores[t]:.2f}" for t in model.tags) or "nothing above threshold"
         lines.append(f"{name}: {shown}")
     return _fit("\n".join(lines))
 

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hashtag.runtime.errors import HashtagError
-from hashtag.runtime.tagger import Prediction, Tagger
+from hashtag.runtime.contract import Prediction
+from hashtag.runtime.prediction import Options
+from hashtag.runtime.tagger import Tagger
 
 
 class TaggerError(HashtagError):
@@ -46,8 +48,8 @@ class PhotoTagger(Protocol):
     async def start(self) -> None:
         """Get ready (inside the bot's event loop); ConfigError if this tagger can never work."""
 
-    async def predict(self, data: bytes, media_type: str) -> Prediction:
-        """The photo's prediction; ImageError if it cannot be read; remotely also TaggerError."""
+    async def predict(self, data: bytes, media_type: str, options: Options) -> Prediction:
+        """The photo's prediction under ``options``; ImageError if it cannot be read; remotely also TaggerError."""
 
     async def ensemble(self) -> Ensemble:
         """The models and tags, for /models."""
@@ -68,9 +70,9 @@ class LocalTagger:
     async def start(self) -> None:
         """The models are loaded already."""
 
-    async def predict(self, data: bytes, media_type: str) -> Prediction:
+    async def predict(self, data: bytes, media_type: str, options: Options) -> Prediction:
         """Decode (the format is read from the bytes) and run the ensemble in the executor."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.tagger.predict_one, data)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.tagger.predict_one, data, options)
 
     async def ensemble(self) -> Ensemble:
         """The loaded models and the bundle's tags."""

@@ -10,7 +10,8 @@ from hashtag.runtime.errors import (
     ProviderError,
 )
 from hashtag.runtime.manifest import Bundle, ModelSpec, Preprocessing, Variant, load_bundle
-from hashtag.runtime.prediction import ModelPrediction, Prediction
+from hashtag.runtime.contract import ModelPrediction, Prediction
+from hashtag.runtime.prediction import Options
 from hashtag.runtime.tagger import Tagger
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "ModelPrediction",
     "ModelSelectionError",
     "ModelSpec",
+    "Options",
     "Prediction",
     "Preprocessing",
     "ProviderError",

@@ -13,7 +13,8 @@ from hashtag.runtime.errors import HashtagError, ImageError
 from hashtag.runtime.images import find_images
 from hashtag.runtime.manifest import PRECISIONS, load_bundle
 from hashtag.runtime.options import bundle_option, models_option, resolve_bundle
-from hashtag.runtime.prediction import hashtag, tag_names
+from hashtag.runtime.contract import hashtag, tag_names
+from hashtag.runtime.prediction import Options
 from hashtag.runtime.progress import progress
 from hashtag.runtime.providers import PROVIDER_CHOICES, available_providers
 from hashtag.runtime.tagger import DEFAULT_BATCH_SIZE, Tagger
@@ -89,8 +90,8 @@ def predict(
     """Suggest hashtags for image files and folders of images (searched recursively)."""
     bundle, names = resolve_bundle(bundle_dir, models_arg)
     try:
-        tagger = Tagger(bundle, provider=provider, threads=threads, models=[*(names or ()), *model_names] or None, precision=precision, threshold=threshold,
-                        top_k=top_k, batch_size=batch_size)
+        tagger = Tagger(bundle, provider=provider, threads=threads, models=[*(names or ()), *model_names] or None,
+                        precision=precision, batch_size=batch_size)
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
     files = find_images(list(paths))
@@ -98,7 +99,7 @@ def predict(
         raise click.ClickException("no image files found in " + ", ".join(map(str, paths)))
     failed = 0
     with progress(len(files), "Tagging") as advance:
-        for result in tagger.predict_stream(files):
+        for result in tagger.predict_stream(files, Options(threshold=threshold, top_k=top_k)):
             advance()
             if isinstance(result, ImageError):
                 failed += 1

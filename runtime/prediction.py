@@ -1,61 +1,46 @@
-"""What a prediction is and the rules that turn probabilities into hashtags, in one place.
+"""What a call may ask for (Options) and the rules that turn probabilities into hashtags, in one place.
 
-The Tagger applies them with its own options; a server applies them per request to probabilities it
-already has (hashtag.runtime.selection). Only numpy is needed here, so a client that merely reads
-predictions (the bot talking to a remote tagger) does not load an inference engine.
+The Tagger applies them to every call with that call's Options: the per-model probabilities do not depend
+on the options, only the ensemble over the chosen models, the thresholds and the cut do, so a server
+that batches requests with different options runs the models once. The Prediction and its record are
+hashtag.runtime.contract's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from hashtag.runtime.contract import ModelPrediction, Prediction, hashtag
+from hashtag.runtime.errors import ModelSelectionError
 from hashtag.runtime.manifest import Bundle
 
 
 @dataclass(frozen=True)
-class ModelPrediction:
-    """One model's (or the ensemble's) per-tag probabilities and the hashtags above threshold."""
+class Options:
+    """What one call asks for: a subset of the loaded models, one threshold for every tag, a cut."""
 
-    scores: dict[str, float]
-    hashtags: list[str]
+    models: tuple[str, ...] | None = None  # None: every loaded model
+    threshold: float | None = None  # None: the bundle's tuned per-tag thresholds
+    top_k: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ModelSelectionError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ModelSelectionError(f"top-k must be at least 1, got {self.top_k}")
+        if self.models is not None and not self.models:
+            raise ModelSelectionError("name at least one model")
 
-@dataclass(frozen=True)
-class Prediction:
-    """Everything predicted for one image."""
-
-    image: str
-    scores: dict[str, float]
-    hashtags: list[str]
-    models: dict[str, ModelPrediction] = field(default_factory=dict)
-
-    @property
-    def tags(self) -> list[str]:
-        """The chosen tags by their own names (keywords for photo metadata), in hashtag order."""
-        return tag_names(self.hashtags, self.scores)
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON Lines record the CLI prints."""
-        return {
-            "image": self.image,
-            "hashtags": self.hashtags,
-            "scores": self.scores,
-            "models": {n: {"hashtags": m.hashtags, "scores": m.scores} for n, m in self.models.items()},
-            "error": None,
-        }
-
-
-def hashtag(tag: str) -> str:
-    """How a tag is spelled as a hashtag: '#' and the tag without spaces."""
-    return "#" + tag.replace(" ", "")
-
-
-def tag_names(hashtag_list: Sequence[str], tags: Iterable[str]) -> list[str]:
-    """The tags, among ``tags``, that ``hashtag_list`` spells, in its order (the inverse of ``hashtag``)."""
-    by_hashtag = {hashtag(t): t for t in tags}
-    return [by_hashtag[h] for h in hashtag_list]
+    def chosen(self, loaded: Sequence[str]) -> tuple[str, ...]:
+        """The models to use, in the order asked; refuses names that are not loaded."""
+        if self.models is None:
+            return tuple(loaded)
+        unknown = [n for n in self.models if n not in loaded]
+        if unknown:
+            raise ModelSelectionError(f"unknown model {unknown[0]!r} (served: {', '.join(loaded)})")
+        return tuple(dict.fromkeys(self.models))
 
 
 def hashtags(scores: Mapping[str, float], thresholds: Mapping[str, float], top_k: int | None) -> list[str]:

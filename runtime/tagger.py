@@ -10,14 +10,13 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from hashtag.runtime.contract import Prediction, upload_name
 from hashtag.runtime.ensemble import ensemble_mean
 from hashtag.runtime.errors import BundleError, ImageError, ModelSelectionError, ProviderError
 from hashtag.runtime.images import ImageSource, describe, load_image
 from hashtag.runtime.manifest import PRECISIONS, Bundle, ModelSpec, Variant, load_bundle
 from hashtag.runtime.pipeline import Decoded, decode_ahead
-from hashtag.runtime.prediction import (
-    Prediction, build_predictions, ensemble_thresholds, model_thresholds,
-)
+from hashtag.runtime.prediction import Options, build_predictions, ensemble_thresholds, model_thresholds
 from hashtag.runtime.preprocess import InputKey, input_key, prepare_inputs
 from hashtag.runtime.providers import (
     PRECISION_ORDER,
@@ -59,12 +58,11 @@ def _pick_variant(spec: ModelSpec, provider: str, precision: str | None) -> Vari
 
 
 class Tagger:
-    """Loads a bundle once and predicts hashtags for images with the selected models.
+    """Loads a bundle once and predicts hashtags for images; each call may ask for its own Options.
 
     ``provider``: 'auto' (CUDA when it really loads, else OpenVINO when installed, else ONNX Runtime on
     CPU), 'cpu' (ONNX Runtime), 'cuda' or 'openvino' (these two fail when unavailable).
     ``precision``: force 'int8'/'fp16'/'fp32'; by default INT8 on CPU and FP16 (else FP32) on CUDA.
-    ``threshold``: one threshold for every tag, overriding the manifest's per-tag thresholds.
     ``threads``: intra-op threads per model; the models run side by side, by default with the
     threads that measured fastest for the provider (see ``providers.default_threads``).
     """
@@ -76,8 +74,6 @@ class Tagger:
         threads: int | None = None,
         models: Iterable[str] | None = None,
         precision: str | None = None,
-        threshold: float | None = None,
-        top_k: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         spinning: bool = False,
     ) -> None:
@@ -86,15 +82,10 @@ class Tagger:
             raise ProviderError(f"unknown provider {provider!r} (choose from {', '.join(PROVIDER_CHOICES)})")
         if precision is not None and precision not in PRECISIONS:
             raise ModelSelectionError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise ModelSelectionError(f"threshold must be in [0, 1], got {threshold}")
-        if top_k is not None and top_k < 1:
-            raise ModelSelectionError(f"top-k must be at least 1, got {top_k}")
         if batch_size < 1:
             raise ModelSelectionError(f"batch size must be at least 1, got {batch_size}")
         names = list(dict.fromkeys(models)) if models else [m.name for m in self.bundle.models]
         specs = [self.bundle.model(n) for n in names]
-        self.top_k = top_k
         self.batch_size = batch_size
         self.threads = threads
         self.provider = self._load(specs, provider, threads, precision, spinning)
@@ -102,9 +93,7 @@ class Tagger:
         # (OpenVINO: one infer request each), so a shared pool would multiply it by the pool's size.
         self._threads = ({m.spec.name: ThreadPoolExecutor(1, f"hashtag-{m.spec.name}") for m in self.models}
                          if len(self.models) > 1 else {})
-        loaded = [m.spec.name for m in self.models]
-        self.thresholds = ensemble_thresholds(self.bundle, loaded, threshold)
-        self.model_thresholds = {n: model_thresholds(self.bundle, n, threshold) for n in loaded}
+        self.names = tuple(m.spec.name for m in self.models)
 
     def _load(
         self, specs: list[ModelSpec], provider: str, threads: int | None, precision: str | None, spinning: bool
@@ -191,40 +180,57 @@ class Tagger:
         """The ensemble's probabilities from ``probabilities()``' output: the mean over models."""
         return ensemble_mean(per_model)
 
-    def predict_images(self, images: Sequence[Image.Image], names: Sequence[str] | None = None) -> list[Prediction]:
+    def predictions(self, per_model: Mapping[str, np.ndarray], names: Sequence[str],
+                    options: Options = Options()) -> list[Prediction]:
+        """Predictions for ``names`` from ``probabilities()``' output, under ``options``: the rules of
+        ``hashtag.runtime.prediction`` (ensemble of the chosen models, thresholds, cut) applied once, here."""
+        if any(len(p) != len(names) for p in per_model.values()):
+            raise ValueError("names and probabilities differ in length")
+        chosen = options.chosen(self.names)
+        probs = {n: per_model[n] for n in chosen}
+        return build_predictions(names, self.bundle.tags, probs, self.ensemble(probs),
+                                 {n: model_thresholds(self.bundle, n, options.threshold) for n in chosen},
+                                 ensemble_thresholds(self.bundle, chosen, options.threshold), options.top_k)
+
+    def predict_images(self, images: Sequence[Image.Image], names: Sequence[str] | None = None,
+                       options: Options = Options()) -> list[Prediction]:
         """Predict for decoded RGB images (see ``hashtag.runtime.images.load_image``)."""
-        names = list(names) if names is not None else [f"image-{i}" for i in range(len(images))]
+        names = list(names) if names is not None else [upload_name(i) for i in range(len(images))]
         if len(names) != len(images):
             raise ValueError("names and images differ in length")
-        per_model = self.probabilities(images)
-        return build_predictions(names, self.bundle.tags, per_model, self.ensemble(per_model),
-                                 self.model_thresholds, self.thresholds, self.top_k)
+        options.chosen(self.names)  # refuse unknown models before running any
+        return self.predictions(self.probabilities(images), names, options)
 
-    def predict(self, sources: Sequence[ImageSource]) -> list[Prediction]:
+    def decode(self, source: ImageSource) -> Image.Image:
+        """One photo decoded no larger than the loaded models need (see ``load_image``'s ``min_side``)."""
+        return load_image(source, min_side=self.min_decode_size)
+
+    def predict(self, sources: Sequence[ImageSource], options: Options = Options()) -> list[Prediction]:
         """Decode and predict; raises ImageError on the first image that cannot be read."""
-        images = [load_image(s, min_side=self.min_decode_size) for s in sources]
-        return self.predict_images(images, [describe(s) for s in sources])
+        return self.predict_images([self.decode(s) for s in sources], [describe(s) for s in sources], options)
 
-    def predict_one(self, source: ImageSource) -> Prediction:
+    def predict_one(self, source: ImageSource, options: Options = Options()) -> Prediction:
         """Predict for one image path or encoded bytes."""
-        return self.predict([source])[0]
+        return self.predict([source], options)[0]
 
-    def predict_stream(self, sources: Iterable[ImageSource]) -> Iterator[Prediction | ImageError]:
+    def predict_stream(self, sources: Iterable[ImageSource],
+                       options: Options = Options()) -> Iterator[Prediction | ImageError]:
         """A Prediction per source in input order, or the ImageError of a source that cannot be read.
 
         Photos are decoded in a worker thread while the models run on the previous batch; at most
         two batches of decoded photos exist at a time, so memory does not grow with the number of sources.
         """
+        options.chosen(self.names)  # refuse unknown models before decoding any
         pending: list[tuple[str, Decoded]] = []
         for name, item in decode_ahead(sources, self.min_decode_size, ahead=self.batch_size):
             pending.append((name, item))
             if sum(isinstance(i, Image.Image) for _, i in pending) == self.batch_size:
-                yield from self._finish(pending)
+                yield from self._finish(pending, options)
                 pending = []
-        yield from self._finish(pending)
+        yield from self._finish(pending, options)
 
-    def _finish(self, pending: list[tuple[str, Decoded]]) -> Iterator[Prediction | ImageError]:
+    def _finish(self, pending: list[tuple[str, Decoded]], options: Options) -> Iterator[Prediction | ImageError]:
         decoded = [(name, item) for name, item in pending if isinstance(item, Image.Image)]
-        predictions = iter(self.predict_images([img for _, img in decoded], [name for name, _ in decoded]))
+        predictions = iter(self.predict_images([img for _, img in decoded], [name for name, _ in decoded], options))
         for _, item in pending:
             yield item if isinstance(item, ImageError) else next(predictions)

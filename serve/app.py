@@ -17,9 +17,10 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hashtag.runtime.contract import MODELS_PATH, STATUS_MEANINGS, TAGS_PATH
 from hashtag.runtime.errors import ModelSelectionError
 from hashtag.runtime.options import parse_model_names
-from hashtag.runtime.selection import Selection
+from hashtag.runtime.prediction import Options
 from hashtag.serve.auth import bearer, check_key
 from hashtag.serve.backend import Backend
 from hashtag.serve.config import ServeConfig
@@ -34,12 +35,14 @@ READY_TIMEOUT_S = 10.0
 
 
 class ModelRecord(BaseModel):
+    """One model's part of a prediction record (hashtag.runtime.contract.MODEL_RECORD_FIELDS)."""
+
     hashtags: list[str]
     scores: dict[str, float]
 
 
 class TagRecord(BaseModel):
-    """The CLI's ``--json`` record: a prediction (``error`` null), or only ``image`` and ``error``."""
+    """hashtag.runtime.contract's record: a prediction (``error`` null), or only ``image`` and ``error``."""
 
     image: str
     hashtags: list[str] | None = None
@@ -49,10 +52,14 @@ class TagRecord(BaseModel):
 
 
 class TagsAnswer(BaseModel):
+    """What ``POST /v1/tags`` answers: one record per image, in upload order."""
+
     results: list[TagRecord]
 
 
 class ErrorAnswer(BaseModel):
+    """What every refusal answers, with the status of ``STATUS_MEANINGS``."""
+
     error: str
 
 
@@ -65,7 +72,7 @@ UPLOAD_BODY = {
     },
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorAnswer} for s in (400, 401, 413, 415, 422, 503)
+    int(status): {"model": ErrorAnswer, "description": meaning} for status, meaning in STATUS_MEANINGS.items()
 }
 
 
@@ -124,35 +131,35 @@ def create_app(config: ServeConfig, backend: Backend) -> FastAPI:
     def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         check_key(config.api_key, credentials)
 
-    async def run(uploads: list, selection: Selection, timeout_s: float) -> list[dict[str, Any]]:
+    async def run(uploads: list, options: Options, timeout_s: float) -> list[dict[str, Any]]:
         try:
-            return await asyncio.wait_for(backend.tag(uploads, selection), timeout_s)
+            return await asyncio.wait_for(backend.tag(uploads, options), timeout_s)
         except asyncio.TimeoutError:
             raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, f"not answered within {timeout_s:g} s; try again later",
                            {"Retry-After": "5"}) from None
 
-    @app.post("/v1/tags", response_model=TagsAnswer, responses=ERRORS, dependencies=[Depends(authorized)],
-              openapi_extra={"requestBody": UPLOAD_BODY})
+    @app.post(TAGS_PATH, response_model=TagsAnswer, response_model_exclude_unset=True, responses=ERRORS,
+              dependencies=[Depends(authorized)], openapi_extra={"requestBody": UPLOAD_BODY})
     async def tags(
         request: Request,
         threshold: float | None = Query(None, ge=0.0, le=1.0, description="One threshold for every tag."),
         top_k: int | None = Query(None, ge=1, description="At most this many hashtags per image."),
         models: str | None = Query(None, description="Comma-separated model names (default: every served model)."),
-    ) -> JSONResponse:
+    ) -> TagsAnswer:
         """Hashtags for one raw ``image/*`` body or the ``image`` files of a multipart form, in upload order.
 
         An image that cannot be read gets ``{"image", "error"}`` among the others; 400 when none can be read.
         """
-        selection = Selection(parse_model_names(models), threshold, top_k)
-        selection.chosen((await backend.catalog())["served"])
+        options = Options(parse_model_names(models), threshold, top_k)
+        options.chosen((await backend.catalog())["served"])
         uploads = await read_uploads(request, config.max_images)
-        results = await run(uploads, selection, config.timeout_s)
+        results = await run(uploads, options, config.timeout_s)
         failed = [r for r in results if r.get("error")]
         if len(failed) == len(results):
             raise ApiError(HTTPStatus.BAD_REQUEST, "; ".join(f"{r['image']}: {r['error']}" for r in failed))
-        return JSONResponse({"results": results})
+        return TagsAnswer.model_validate({"results": results})
 
-    @app.get("/v1/models", dependencies=[Depends(authorized)], responses=ERRORS)
+    @app.get(MODELS_PATH, dependencies=[Depends(authorized)], responses=ERRORS)
     async def models_info() -> dict[str, Any]:
         """The bundle's models, files, tags and thresholds, which of them this server runs, and providers."""
         return await backend.catalog()
@@ -166,7 +173,7 @@ def create_app(config: ServeConfig, backend: Backend) -> FastAPI:
     async def readyz() -> dict[str, str]:
         """The models are loaded and answer: a small image goes through the whole path."""
         try:
-            (record,) = await run([probe_upload()], Selection(), min(config.timeout_s, READY_TIMEOUT_S))
+            (record,) = await run([probe_upload()], Options(), min(config.timeout_s, READY_TIMEOUT_S))
         except ApiError as exc:
             raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {exc}") from None
         if record.get("error"):

@@ -5,7 +5,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, Sequence
 
-from hashtag.runtime.selection import Selection
+from hashtag.runtime.prediction import Options
 from hashtag.runtime.tagger import Tagger
 from hashtag.serve.catalog import models_document
 from hashtag.serve.tagging import Record, Upload, tag_uploads
@@ -14,7 +14,7 @@ from hashtag.serve.tagging import Record, Upload, tag_uploads
 class Backend(Protocol):
     """What the HTTP app needs from inference; it never blocks the event loop."""
 
-    async def tag(self, uploads: Sequence[Upload], selection: Selection) -> list[Record]:
+    async def tag(self, uploads: Sequence[Upload], options: Options) -> list[Record]:
         """One record per upload, in order (see ``tagging.tag_uploads``)."""
 
     async def catalog(self) -> dict[str, Any]:
@@ -32,8 +32,8 @@ class LocalBackend:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="hashtag-serve")
         self._catalog = models_document(tagger)
 
-    async def tag(self, uploads: Sequence[Upload], selection: Selection) -> list[Record]:
-        items = [(u, selection) for u in uploads]
+    async def tag(self, uploads: Sequence[Upload], options: Options) -> list[Record]:
+        items = [(u, options) for u in uploads]
         return await asyncio.get_running_loop().run_in_executor(self._pool, tag_uploads, self.tagger, items)
 
     async def catalog(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hashtag.runtime.contract import SERVER_TIMEOUT_S
 from hashtag.runtime.errors import ConfigError
 from hashtag.runtime.providers import PROVIDER_CHOICES
 
@@ -34,7 +35,7 @@ class ServeConfig:
     provider: str = "auto"
     threads: int | None = None  # intra-op threads per model (default: ONNX Runtime's)
     workers: int | None = None  # requests tagged at the same time (default: one per CPU)
-    timeout_s: float = 60.0  # per request, from upload received to answer
+    timeout_s: float = SERVER_TIMEOUT_S  # per request, from upload received to answer
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -22,7 +22,7 @@ from hashtag.models import default_bundle
 from hashtag.runtime.errors import ConfigError
 from hashtag.runtime.manifest import load_bundle
 from hashtag.runtime.options import parse_model_names
-from hashtag.runtime.selection import Selection
+from hashtag.runtime.prediction import Options
 from hashtag.runtime.tagger import Tagger
 from hashtag.serve.app import create_app
 from hashtag.serve.auth import read_api_key
@@ -44,7 +44,7 @@ class TaggerDeployment:
         self.tag.set_batch_wait_timeout_s(ray_config.batch_wait_s)
 
     @serve.batch
-    async def tag(self, items: list[tuple[Upload, Selection]]) -> list[Record]:
+    async def tag(self, items: list[tuple[Upload, Options]]) -> list[Record]:
         """Images of several requests, each with its own options, in one pass over the models."""
         return await asyncio.to_thread(tag_uploads, self.tagger, items)
 
@@ -59,8 +59,8 @@ class RayBackend:
         self.tagger = tagger
         self._catalog: dict[str, Any] | None = None
 
-    async def tag(self, uploads: Sequence[Upload], selection: Selection) -> list[Record]:
-        return list(await asyncio.gather(*(self.tagger.tag.remote((u, selection)) for u in uploads)))
+    async def tag(self, uploads: Sequence[Upload], options: Options) -> list[Record]:
+        return list(await asyncio.gather(*(self.tagger.tag.remote((u, options)) for u in uploads)))
 
     async def catalog(self) -> dict[str, Any]:
         if self._catalog is None:

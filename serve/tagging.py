@@ -1,4 +1,5 @@
-"""What a worker does with uploads: decode each, run every served model once, apply each request's options.
+"""What a worker does with uploads: decode each (no larger than the models need), run every served model
+once, apply each request's options.
 
 Used as is by the single process (in its thread pool) and by the Ray Serve replicas (on a dynamic
 batch gathered from several requests), so both answer with the very same records.
@@ -12,9 +13,9 @@ from typing import Any, Sequence
 
 from PIL import Image
 
+from hashtag.runtime.contract import error_record
 from hashtag.runtime.errors import ImageError
-from hashtag.runtime.images import load_image
-from hashtag.runtime.selection import Selection, select
+from hashtag.runtime.prediction import Options
 from hashtag.runtime.tagger import Tagger
 
 Record = dict[str, Any]
@@ -28,29 +29,24 @@ class Upload:
     data: bytes = field(repr=False)
 
 
-def error_record(name: str, reason: str) -> Record:
-    """The CLI's ``--json`` record for an image that cannot be read."""
-    return {"image": name, "error": reason}
-
-
-def tag_uploads(tagger: Tagger, items: Sequence[tuple[Upload, Selection]]) -> list[Record]:
-    """One record per item, in order: its prediction under its own selection, or its error record."""
+def tag_uploads(tagger: Tagger, items: Sequence[tuple[Upload, Options]]) -> list[Record]:
+    """One record per item, in order: its prediction under its own options, or its error record."""
     records: dict[int, Record] = {}
     decoded: list[tuple[int, Image.Image]] = []
     for i, (upload, _) in enumerate(items):
         try:
-            decoded.append((i, load_image(upload.data)))
+            decoded.append((i, tagger.decode(upload.data)))
         except ImageError as exc:
             records[i] = error_record(upload.name, exc.reason)
     if decoded:
         per_model = tagger.probabilities([image for _, image in decoded])
-        groups: dict[Selection, list[int]] = {}
+        groups: dict[Options, list[int]] = {}
         for row, (i, _) in enumerate(decoded):
             groups.setdefault(items[i][1], []).append(row)
-        for selection, rows in groups.items():
+        for options, rows in groups.items():
             probs = {name: p[rows] for name, p in per_model.items()}
             names = [items[decoded[r][0]][0].name for r in rows]
-            for r, prediction in zip(rows, select(tagger, probs, names, selection)):
+            for r, prediction in zip(rows, tagger.predictions(probs, names, options)):
                 records[decoded[r][0]] = prediction.to_json()
     return [records[i] for i in range(len(items))]
 

@@ -6,10 +6,10 @@ from http import HTTPStatus
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from hashtag.runtime.contract import RAW_UPLOAD_NAME, UPLOAD_FIELD as FIELD, upload_name
 from hashtag.serve.errors import ApiError
 from hashtag.serve.tagging import Upload
 
-FIELD = "image"
 MULTIPART = "multipart/form-data"
 
 
@@ -19,7 +19,7 @@ def media_type(request: Request) -> str:
 
 
 async def read_uploads(request: Request, max_images: int) -> list[Upload]:
-    """The request's images in upload order; raw bodies are named 'image-0', parts by their file name."""
+    """The request's images in upload order; a raw body is named RAW_UPLOAD_NAME, parts by their file name."""
     media = media_type(request)
     if media == MULTIPART:
         return await _multipart(request, max_images)
@@ -29,7 +29,7 @@ async def read_uploads(request: Request, max_images: int) -> list[Upload]:
     body = await request.body()
     if not body:
         raise ApiError(HTTPStatus.BAD_REQUEST, "empty body: send the image as the request body")
-    return [Upload("image-0", body)]
+    return [Upload(RAW_UPLOAD_NAME, body)]
 
 
 async def _multipart(request: Request, max_images: int) -> list[Upload]:
@@ -41,5 +41,5 @@ async def _multipart(request: Request, max_images: int) -> list[Upload]:
         for i, part in enumerate(parts):
             if not isinstance(part, UploadFile):
                 raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, f"the {FIELD!r} field must be a file, not text")
-            uploads.append(Upload(part.filename or f"image-{i}", await part.read()))
+            uploads.append(Upload(part.filename or upload_name(i), await part.read()))
         return uploads

@@ -18,7 +18,8 @@ from hashtag.runtime.errors import HashtagError, ImageError
 from hashtag.runtime.images import find_images
 from hashtag.runtime.manifest import PRECISIONS, manifest_sha256
 from hashtag.runtime.options import bundle_option, models_option, resolve_bundle
-from hashtag.runtime.prediction import Prediction
+from hashtag.runtime.contract import Prediction
+from hashtag.runtime.prediction import Options
 from hashtag.runtime.progress import progress
 from hashtag.runtime.providers import PROVIDER_CHOICES
 from hashtag.runtime.tagger import DEFAULT_BATCH_SIZE, Tagger
@@ -170,7 +171,7 @@ def tag(paths: Sequence[Path], bundle_dir: Path | None, models_arg: str | None, 
     if not remove:
         try:
             tagger = Tagger(bundle, provider=provider, threads=threads, models=names, precision=precision,
-                            threshold=threshold, top_k=top_k, batch_size=batch_size)
+                            batch_size=batch_size)
         except HashtagError as exc:
             raise click.ClickException(str(exc)) from None
     with _stop_requests() as stop, progress(len(targets), "Tagging") as advance, \
@@ -179,9 +180,9 @@ def tag(paths: Sequence[Path], bundle_dir: Path | None, models_arg: str | None, 
         if tagger is None:
             left = _run_remove(targets, dry_run, stop, report)
         else:
-            settings = Settings(manifest_sha256(tagger.bundle.root), tuple(m.spec.name for m in tagger.models),
-                                threshold, top_k, hierarchy_root.strip())
-            plan = Plan(settings, f"hashtag {version('hashtag')}", iptc)
+            settings = Settings(manifest_sha256(tagger.bundle.root), tagger.names, threshold, top_k,
+                                hierarchy_root.strip())
+            plan = Plan(settings, Options(threshold=threshold, top_k=top_k), f"hashtag {version('hashtag')}", iptc)
             left = _run_tagging(tagger, targets, plan, force, dry_run, stop, writer, report)
     click.echo(report.summary(left), err=True)
     if left:
@@ -207,7 +208,7 @@ def _run_tagging(tagger: Tagger, targets: list[Target], plan: Plan, force: bool,
     clashes = _clashes(targets)
     decided = [_first_look(t, settings, force, clashes.get(t.photo)) for t in targets]
     todo = [t for t, d in zip(targets, decided) if d is None]
-    stream = tagger.predict_stream([t.photo for t in todo])
+    stream = tagger.predict_stream([t.photo for t in todo], plan.options)
     pending: deque[Future[Outcome]] = deque()
     left = 0
     try:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
+from hashtag.runtime.prediction import Options
 from hashtag.tag.keywords import KeywordChange, hierarchical, merge, unmerge
 from hashtag.tag.metadata import Keywords, Target
 from hashtag.tag.record import Settings, TagRecord
@@ -15,9 +16,11 @@ STATUSES = ("tagged", "unchanged", "skipped", "removed", "failed")
 
 @dataclass(frozen=True)
 class Plan:
-    """How keywords are written: the settings recorded, the tool's name, and whether IPTC is wanted."""
+    """How keywords are chosen and written: the settings recorded, the prediction options, the tool's name,
+    and whether IPTC is wanted."""
 
     settings: Settings
+    options: Options
     tool: str
     iptc: bool = False  # write IPTC Keywords even where the photo has no IPTC yet (embedded only)
 

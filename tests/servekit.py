@@ -120,6 +120,19 @@ def jpeg_bytes(width: int, height: int, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def busy_uploads(count: int) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """``count`` 4000x3000 PNG parts named big0.png...: the server decodes JPEGs at a reduced scale but PNGs
+    only in full (about 0.1 s each here), so these keep a worker busy for a while."""
+    ramp = np.tile(np.linspace(0, 255, 4000, dtype=np.uint8), (3000, 1))
+    parts = []
+    for i in range(count):
+        buf = io.BytesIO()
+        Image.fromarray(np.stack([ramp, np.roll(ramp, 37 * i, axis=1), ramp[::-1]], axis=-1)).save(
+            buf, "PNG", compress_level=1)
+        parts.append(("image", (f"big{i}.png", buf.getvalue(), "image/png")))
+    return parts
+
+
 def bomb_png(side: int = 10_000) -> bytes:
     """A decompression bomb: a few kilobytes of PNG that claim side x side pixels (100 Mpx by default)."""
     buf = io.BytesIO()

@@ -20,7 +20,7 @@ from hashtag.bot.config import BotConfig
 from hashtag.bot.ratelimit import MAX_RETRY_AFTER_S
 from hashtag.bot.tagging import LocalTagger
 from hashtag.benchmarks.fake_bot_api import RESET, FakeBotApi, FloodRules
-from hashtag.runtime import Tagger
+from hashtag.runtime import Options, Tagger
 from tinybundle import make_photo
 
 TOKEN = "123456:TEST-token_s3cret-VALUE"
@@ -83,7 +83,7 @@ def scenario(tagger: Tagger, body: Callable[[FakeBotApi], Awaitable[None]]) -> F
 
 
 def expected_reply(tagger: Tagger, data: bytes, threshold: float | None = None) -> str:
-    return replies.prediction_text(tagger.predict_one(data), threshold)
+    return replies.prediction_text(tagger.predict_one(data, Options(threshold=threshold)))
 
 
 def first_line(message: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from botkit import REPLY_TIMEOUT, START_TIMEOUT, BotProcess, free_port, run_with
 from hashtag.benchmarks.fake_bot_api import FakeBotApi
 from hashtag.bot import replies
 from hashtag.bot.remote import RemoteTagger
+from hashtag.runtime.prediction import Options
 from hashtag.bot.tagging import LocalTagger, TaggerUnavailable
 from hashtag.runtime import Tagger
 from hashtag.runtime.errors import ImageError
@@ -59,7 +60,7 @@ def test_replies_through_hashtag_serve_are_the_in_process_replies(
         "png": replies.prediction_text(local.predict_one(png)),
         "cut": replies.unreadable(unreadable_reason(local, cut)),
         "garbage": replies.unreadable(unreadable_reason(local, b"not an image" * 10)),
-        "threshold": replies.prediction_text(local.predict_one(jpeg), 0.3),
+        "threshold": replies.prediction_text(local.predict_one(jpeg, Options(threshold=0.3))),
     }
     got: dict[str, str] = {}
 
@@ -160,10 +161,10 @@ def test_busy_and_failing_answers_are_retried_with_backoff(tiny_bundle: Path, tm
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         tagger = RemoteTagger(f"http://127.0.0.1:{runner.addresses[0][1]}/")
         with pytest.raises(TaggerUnavailable, match="not started"):
-            await tagger.predict(data, "image/jpeg")
+            await tagger.predict(data, "image/jpeg", Options())
         await tagger.start()
         try:
-            return await tagger.predict(data, "image/png"), await tagger.ensemble()
+            return await tagger.predict(data, "image/png", Options()), await tagger.ensemble()
         finally:
             await tagger.close()
             await runner.cleanup()

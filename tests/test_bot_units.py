@@ -14,10 +14,11 @@ from hashtag.bot.config import BotConfig, WebhookConfig, default_state_file, rea
 from hashtag.runtime.errors import ConfigError
 from hashtag.bot.handlers import image_media_type, is_image_document
 from hashtag.bot.logs import REDACTED, RedactingFormatter
-from hashtag.bot.remote import prediction_from_record
+from hashtag.bot.remote import query
 from hashtag.bot.state import ChatSettings
 from hashtag.runtime.errors import HashtagError, ImageError
-from hashtag.runtime.prediction import ModelPrediction, Prediction
+from hashtag.runtime.contract import RAW_UPLOAD_NAME, ModelPrediction, Prediction, error_record
+from hashtag.runtime.prediction import Options
 
 TOKEN = "123456:ABC-def_ghiJKL"
 
@@ -95,13 +96,17 @@ def test_prediction_text_puts_copyable_hashtags_first_then_each_model() -> None:
         "#sea #beach", "", "vgg16: #sea 0.91, #beach 0.62", "xception: #sea 0.80"]
 
 
-def test_prediction_text_with_a_chat_threshold_and_with_nothing_confident() -> None:
-    lines = replies.prediction_text(prediction(), threshold=0.15).splitlines()
-    assert lines[0] == "#sea #beach #dog"
-    assert lines[3] == "xception: #sea 0.80, #beach 0.35, #dog 0.20"
-    lines = replies.prediction_text(prediction(), threshold=0.95).splitlines()
+def test_prediction_text_with_nothing_confident() -> None:
+    models = {"vgg16": ModelPrediction({"sea": 0.91, "dog": 0.1}, [])}
+    lines = replies.prediction_text(Prediction("img", {"sea": 0.855, "dog": 0.15}, [], models)).splitlines()
     assert lines[0] == "No hashtag is confident enough for this photo (closest: #sea 0.85)."
     assert lines[2] == "vgg16: nothing above threshold"
+
+
+def test_a_chats_options_travel_as_the_servers_query_parameters() -> None:
+    assert query(Options()) == {}
+    assert query(Options(models=("vgg16", "xception"), threshold=0.3, top_k=2)) == {
+        "threshold": "0.3", "top_k": "2", "models": "vgg16,xception"}
 
 
 def test_parse_threshold() -> None:
@@ -178,10 +183,12 @@ def test_chat_settings_refuse_a_row_that_is_not_settings(tmp_path: Path) -> None
 
 
 def test_a_served_record_is_the_prediction_it_was_made_from() -> None:
-    assert prediction_from_record(prediction().to_json()) == prediction()
+    assert Prediction.from_json(prediction().to_json()) == prediction()
     with pytest.raises(ImageError) as info:
-        prediction_from_record({"image": "image-0", "error": "not an image (cannot identify image file)"})
+        Prediction.from_json(error_record(RAW_UPLOAD_NAME, "not an image (cannot identify image file)"))
     assert info.value.reason == "not an image (cannot identify image file)"
+    with pytest.raises(ValueError, match="not a prediction record"):
+        Prediction.from_json({"image": "x", "scores": {}})
 
 
 @pytest.mark.parametrize("mime, name, expected", [

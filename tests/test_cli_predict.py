@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hashtag.runtime import Tagger
+from hashtag.runtime import Options, Tagger
 from hashtag.runtime.cli import main
 from tinybundle import TAGS, make_photo
 
@@ -29,7 +29,7 @@ def test_json_lines_schema(tiny_bundle: Path, photos: list[Path]) -> None:
     assert res.code == 0, res.err
     records = [json.loads(line) for line in res.out.splitlines()]
     assert [r["image"] for r in records] == [str(p) for p in photos]
-    expected = Tagger(tiny_bundle, provider="auto", threshold=0.3).predict(photos)  # what the CLI runs by default
+    expected = Tagger(tiny_bundle, provider="auto").predict(photos, Options(threshold=0.3))  # what the CLI runs by default
     for rec, pred in zip(records, expected):
         assert rec["error"] is None
         assert set(rec["scores"]) == set(TAGS)

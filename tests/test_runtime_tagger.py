@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hashtag.runtime import ProviderError, Tagger, load_bundle
+from hashtag.runtime import Options, ProviderError, Tagger, load_bundle
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.ov_session import openvino_installed
@@ -72,14 +72,12 @@ def test_batch_equals_single(tiny_bundle: Path, photos: list[Path]) -> None:
 
 
 def test_hashtags_follow_thresholds_best_first(tiny_bundle: Path, photos: list[Path]) -> None:
-    tagger = Tagger(tiny_bundle, provider="cpu", threshold=0.0)
-    pred = tagger.predict_one(photos[0])
+    tagger = Tagger(tiny_bundle, provider="cpu")
+    pred = tagger.predict_one(photos[0], Options(threshold=0.0))
     ordered = sorted(TAGS, key=lambda t: -pred.scores[t])
     assert pred.hashtags == ["#" + t for t in ordered]
-    assert Tagger(tiny_bundle, provider="cpu", threshold=1.0).predict_one(photos[0]).hashtags == []
-    assert Tagger(tiny_bundle, provider="cpu", threshold=0.0, top_k=2).predict_one(photos[0]).hashtags == [
-        "#" + t for t in ordered[:2]
-    ]
+    assert tagger.predict_one(photos[0], Options(threshold=1.0)).hashtags == []
+    assert tagger.predict_one(photos[0], Options(threshold=0.0, top_k=2)).hashtags == ["#" + t for t in ordered[:2]]
 
 
 def test_per_tag_thresholds_from_manifest(tmp_path: Path, photos: list[Path]) -> None:
@@ -137,10 +135,12 @@ def test_cuda_fails_clearly_when_unavailable(tiny_bundle: Path) -> None:
 def test_invalid_options(tiny_bundle: Path) -> None:
     from hashtag.runtime import HashtagError
 
-    for kwargs in ({"provider": "tpu"}, {"precision": "int4"}, {"threshold": 2.0}, {"top_k": 0},
-                   {"batch_size": 0}):
+    for kwargs in ({"provider": "tpu"}, {"precision": "int4"}, {"batch_size": 0}):
         with pytest.raises(HashtagError):
             Tagger(tiny_bundle, **kwargs)
+    for options in ({"threshold": 2.0}, {"top_k": 0}, {"models": ()}):
+        with pytest.raises(HashtagError):
+            Options(**options)
 
 
 def test_shared_size_is_preprocessed_once(tiny_bundle: Path, photos: list[Path]) -> None:

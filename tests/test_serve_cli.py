@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from hashtag.runtime.cli import main as hashtag_main
 from hashtag.runtime.options import DEPRECATED_MODELS_DIR
-from servekit import ServeProcess, jpeg_bytes
+from servekit import ServeProcess, busy_uploads, jpeg_bytes
 
 KEY = "proc-key_Zz9-never-logged"
 
@@ -29,7 +29,7 @@ def test_sigterm_finishes_the_request_in_flight_and_the_key_is_never_logged(
         auth = {"Authorization": f"Bearer {KEY}"}
         assert httpx.post(server.url + "/v1/tags", content=b"x", headers={"Content-Type": "image/jpeg"}).status_code == 401
         assert httpx.get(server.url + "/v1/models", headers={"Authorization": "Bearer " + KEY[::-1]}).status_code == 401
-        big = [("image", (f"big{i}.jpg", jpeg_bytes(4000, 3000, seed=i), "image/jpeg")) for i in range(6)]
+        big = busy_uploads(12)
         result: dict[str, Any] = {}
         thread = threading.Thread(target=lambda: result.update(
             answer=httpx.post(server.url + "/v1/tags", files=big, headers=auth, timeout=60), done_at=time.monotonic()))
@@ -43,7 +43,7 @@ def test_sigterm_finishes_the_request_in_flight_and_the_key_is_never_logged(
     assert code == -signal.SIGTERM, server.output()  # drained, then exits by the signal (as uvicorn does)
     assert result["done_at"] > signalled_at  # the answer came after the signal: it was in flight
     answer = result["answer"]
-    assert answer.status_code == 200 and [r["image"] for r in answer.json()["results"]] == [f"big{i}.jpg" for i in range(6)]
+    assert answer.status_code == 200 and [r["image"] for r in answer.json()["results"]] == [f"big{i}.png" for i in range(12)]
     with pytest.raises(httpx.ConnectError):
         httpx.get(server.url + "/healthz")
     log = server.output()

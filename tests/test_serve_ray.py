@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-from servekit import PROVIDER, ServeProcess, cli_records, jpeg_bytes
+from servekit import PROVIDER, ServeProcess, busy_uploads, cli_records, jpeg_bytes
 
 pytestmark = pytest.mark.ray
 RAY_START_S = 180  # Ray's processes, the controller, the proxy and three replicas on a busy 2-core machine
@@ -107,7 +107,7 @@ def test_models_health_and_page(ray_server: ServeProcess) -> None:
 
 def test_sigterm_drains_the_request_in_flight(ray_server: ServeProcess) -> None:
     """Last in this module: it stops the server (the fixture then only collects its exit code)."""
-    big = [("image", (f"big{i}.jpg", jpeg_bytes(4000, 3000, seed=i), "image/jpeg")) for i in range(6)]
+    big = busy_uploads(12)
     result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.update(
         answer=httpx.post(ray_server.url + "/v1/tags", files=big, timeout=120), done_at=time.monotonic()))
@@ -119,7 +119,7 @@ def test_sigterm_drains_the_request_in_flight(ray_server: ServeProcess) -> None:
     assert result["done_at"] > signalled_at  # the answer came after the signal: it was in flight
     answer = result["answer"]
     assert answer.status_code == 200, answer.text
-    assert [r["image"] for r in answer.json()["results"]] == [f"big{i}.jpg" for i in range(6)]
+    assert [r["image"] for r in answer.json()["results"]] == [f"big{i}.png" for i in range(12)]
 
 
 def test_app_builder_for_serve_run_and_kuberay(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""runtime.selection: one Tagger's probabilities under per-request options give what a Tagger built with them gives."""
+"""Options per call: one Tagger's probabilities under a request's options give what a Tagger of just those models gives."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hashtag.runtime import ModelSelectionError, Tagger
-from hashtag.runtime.images import load_image
+from hashtag.runtime import ModelSelectionError, Options, Tagger
 from hashtag.runtime.prediction import ensemble_thresholds, hashtags
-from hashtag.runtime.selection import Selection, select
 from tinybundle import make_bundle
 
 MODEL_THRESHOLDS = {"vgg16": 0.2, "inceptionv3": 0.45, "xception": 0.6}
@@ -28,9 +26,10 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _select(tagger: Tagger, photos: list[Path], selection: Selection) -> list[dict]:
-    images = [load_image(p) for p in photos]
-    return [p.to_json() for p in select(tagger, tagger.probabilities(images), [str(p) for p in photos], selection)]
+def _select(tagger: Tagger, photos: list[Path], options: Options) -> list[dict]:
+    """What a server does for a batch: the models once, then this request's options."""
+    images = [tagger.decode(p) for p in photos]
+    return [p.to_json() for p in tagger.predictions(tagger.probabilities(images), [str(p) for p in photos], options)]
 
 
 @pytest.mark.parametrize("options", [
@@ -42,9 +41,10 @@ def _select(tagger: Tagger, photos: list[Path], selection: Selection) -> list[di
 ])
 def test_same_as_a_tagger_built_with_the_options(bundle: Path, photos: list[Path], options: dict) -> None:
     served = Tagger(bundle, provider="cpu")
-    dedicated = Tagger(bundle, provider="cpu", **options)
-    expected = [p.to_json() for p in dedicated.predict(photos)]
-    got = _select(served, photos, Selection(**options))
+    dedicated = Tagger(bundle, provider="cpu", models=options.get("models"))
+    per_call = {k: v for k, v in options.items() if k != "models"}
+    expected = [p.to_json() for p in dedicated.predict(photos, Options(**per_call))]
+    got = _select(served, photos, Options(**options))
     assert [r["hashtags"] for r in got] == [r["hashtags"] for r in expected]
     for g, e in zip(got, expected):
         assert list(g["models"]) == list(e["models"])
@@ -76,10 +76,10 @@ def test_hashtags_order_ties_and_cut() -> None:
 ])
 def test_bad_options_are_refused(options: dict, message: str) -> None:
     with pytest.raises(ModelSelectionError, match=message):
-        Selection(**options)
+        Options(**options)
 
 
-def test_unknown_model_names_the_served_ones(tiny_bundle: Path) -> None:
+def test_unknown_model_names_the_served_ones(tiny_bundle: Path, photos: list[Path]) -> None:
     tagger = Tagger(tiny_bundle, provider="cpu", models=["vgg16", "xception"])
     with pytest.raises(ModelSelectionError, match=r"unknown model 'inceptionv3' \(served: vgg16, xception\)"):
-        Selection(models=("inceptionv3",)).chosen([m.spec.name for m in tagger.models])
+        tagger.predict(photos, Options(models=("inceptionv3",)))
