@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from hashtag.runtime.contract import Prediction
+
 DEFAULT_TOLERANCE = 0.02
 ENSEMBLE = "ensemble"  # the key used for the ensemble's scores next to the model names
 
@@ -63,10 +65,13 @@ def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def score_tables(rec: Mapping[str, Any]) -> dict[str, tuple[list[str], dict[str, float]]]:
-    """{'ensemble' | model name: (hashtags, {tag: probability})} of one record."""
-    tables = {ENSEMBLE: (list(rec.get("hashtags") or []), dict(rec.get("scores") or {}))}
-    for name, model in (rec.get("models") or {}).items():
-        tables[name] = (list(model.get("hashtags") or []), dict(model.get("scores") or {}))
+    """{'ensemble' | model name: (hashtags, {tag: probability})} of one prediction record (the contract's)."""
+    try:
+        prediction = Prediction.from_json(rec)
+    except ValueError as exc:
+        raise CompareError(f"{rec.get('image')}: {exc}") from None
+    tables = {ENSEMBLE: (prediction.hashtags, prediction.scores)}
+    tables.update({name: (model.hashtags, model.scores) for name, model in prediction.models.items()})
     return tables
 
 

@@ -43,6 +43,7 @@ from hashtag.benchmarks.fake_bot_api import FakeBotApi
 from hashtag.bot.ratelimit import HELD_RE
 from hashtag.bot.replies import prediction_text
 from hashtag.models import default_bundle
+from hashtag.runtime.providers import PROVIDER_CHOICES
 from hashtag.runtime.tagger import Tagger
 
 TARGET_LATENCY_RATIO = 1.3
@@ -250,7 +251,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hashtag.benchmarks.bench_bot",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped one)")
-    parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--provider", default="auto", choices=PROVIDER_CHOICES)
     parser.add_argument("--users", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50],
                         help="comma-separated user counts (default 1,10,50)")
     parser.add_argument("--seconds", type=float, default=15.0,

@@ -37,6 +37,7 @@ from hashtag.benchmarks.photos import encoded_photos
 from hashtag.benchmarks.runtime_alone import RuntimeRound, measure_runtime
 from hashtag.benchmarks.stats import percentile
 from hashtag.models import default_bundle
+from hashtag.runtime.providers import usable_cpus
 from hashtag.runtime.tagger import Tagger
 
 TARGET_LATENCY_RATIO = 1.15
@@ -253,7 +254,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def modes(args: argparse.Namespace) -> list[Mode]:
     """The single process with its default pool (one worker per CPU), and Ray Serve sharing the CPUs."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     known = {
         "single": Mode("single", (), None, cpus),
         "ray": Mode("ray", ("--ray", "--replicas", str(args.replicas)), max(1, cpus // args.replicas), args.replicas),

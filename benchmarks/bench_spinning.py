@@ -10,7 +10,6 @@ Spinning needs a thread pool, so each session gets every usable core here unless
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import click
@@ -19,6 +18,7 @@ from hashtag.benchmarks.photos import synthetic_photo
 from hashtag.benchmarks.runner import time_calls
 from hashtag.benchmarks.stats import Summary, best_round, median_of_rounds, round_ratios
 from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
+from hashtag.runtime.providers import usable_cpus
 from hashtag.runtime.tagger import Tagger
 
 
@@ -36,7 +36,7 @@ def _timed_calls(tagger: Tagger, images: list, runs: int) -> list[float]:
 def main(bundle_dir: Path | None, models_arg: str | None, rounds: int, runs: int, threads: int | None) -> None:
     """Print batch-1 ensemble p50 with spinning off and on, per round, and their ratio."""
     bundle = resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0]
-    threads = threads or len(os.sched_getaffinity(0))
+    threads = threads or usable_cpus()
     taggers = {s: Tagger(bundle, provider="cpu", threads=threads, spinning=s) for s in (False, True)}
     images = [synthetic_photo(640, 480, seed) for seed in range(4)]
     p50: dict[bool, list[float]] = {False: [], True: []}

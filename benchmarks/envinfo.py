@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hashtag.runtime.manifest import manifest_sha256
+from hashtag.runtime.providers import usable_cpus
 
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni")
 TOOL_TIMEOUT_S = 10
@@ -59,7 +60,7 @@ def cpu_info() -> dict[str, Any]:
     info["clock_mhz"] = max_mhz or info["mhz"]
     info["clock_source"] = "lscpu CPU max MHz" if max_mhz else ("/proc/cpuinfo cpu MHz" if info["mhz"] else None)
     info["logical_cpus"] = os.cpu_count()
-    info["usable_cpus"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info["usable_cpus"] = usable_cpus()
     return info
 
 

@@ -24,7 +24,7 @@ from hashtag.benchmarks.variants import ENSEMBLE, KERAS, STOCK_OPENVINO, Inputs,
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import PRECISIONS, Bundle, load_bundle
 from hashtag.runtime.preprocess import input_key, prepare_inputs
-from hashtag.runtime.providers import PROVIDER_CHOICES, auto_providers
+from hashtag.runtime.providers import auto_providers, check_provider
 from hashtag.runtime.tagger import Tagger
 
 RESULT_VERSION = 2
@@ -63,8 +63,7 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if not self.images:
             raise ValueError("no images to benchmark with")
-        if self.provider not in PROVIDER_CHOICES:
-            raise ValueError(f"unknown provider {self.provider!r} (choose from {', '.join(PROVIDER_CHOICES)})")
+        check_provider(self.provider)
         unknown = [p for p in self.precisions if p not in PRECISIONS]
         if unknown or not self.precisions:
             raise ValueError(f"precisions must be some of {', '.join(PRECISIONS)}, got {list(self.precisions)}")

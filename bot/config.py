@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import platformdirs
 from telegram.constants import FloodLimit
 
-from hashtag.runtime.errors import ConfigError
+from hashtag.runtime.errors import ConfigError, ProviderError
 from hashtag.runtime.secrets import read_secret
-from hashtag.runtime.providers import PROVIDER_CHOICES
+from hashtag.runtime.providers import check_provider, usable_cpus
 
 DEFAULT_API_URL = "https://api.telegram.org"
 TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
@@ -34,10 +34,7 @@ def default_state_file(token: str) -> Path:
 
 def default_workers() -> int:
     """Inference threads: one per CPU this process may use (ONNX Runtime releases the GIL)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cpus()
 
 
 def read_token(token_file: Path | None, environ: Mapping[str, str] = os.environ) -> str:
@@ -114,8 +111,10 @@ class BotConfig:
                 raise ConfigError(f"--tagger-url must be the http(s) URL of a hashtag serve, got {self.tagger_url!r}")
         if self.tagger_key is not None and self.tagger_url is None:
             raise ConfigError("a tagger API key needs a tagger URL")
-        if self.provider not in PROVIDER_CHOICES:
-            raise ConfigError(f"unknown provider {self.provider!r} (choose from {', '.join(PROVIDER_CHOICES)})")
+        try:
+            check_provider(self.provider)
+        except ProviderError as exc:
+            raise ConfigError(str(exc)) from None
         if self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
         if self.threads is not None and self.threads < 1:

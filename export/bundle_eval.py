@@ -19,6 +19,7 @@ from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import PRECISIONS, load_bundle
 from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
+from hashtag.runtime.prediction import ensemble_thresholds, model_thresholds
 from hashtag.runtime.tagger import Tagger
 from hashtag.train.errors import SettingsError
 from hashtag.train.metrics import mean_ap, split_metrics
@@ -63,9 +64,10 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
                 per_model[name].append(probs)
             bar.update(len(chunk))
     probs = {name: np.concatenate(parts) for name, parts in per_model.items()}
-    results = {name: split_metrics(photos.labels, p, photos.tags, tagger.model_thresholds[name])
+    results = {name: split_metrics(photos.labels, p, photos.tags, model_thresholds(tagger.bundle, name, None))
                for name, p in probs.items()}
-    results["ensemble"] = split_metrics(photos.labels, tagger.ensemble(probs), photos.tags, tagger.thresholds)
+    results["ensemble"] = split_metrics(photos.labels, tagger.ensemble(probs), photos.tags,
+                                        ensemble_thresholds(tagger.bundle, tagger.names, None))
     base = tuple((tagger.bundle.raw.get("vocabulary") or {}).get("base_tags", ()))
     if base and set(base) < set(photos.tags):  # a wider vocabulary: score the original tags and the added apart
         for name in [*probs, "ensemble"]:

@@ -26,6 +26,13 @@ PRECISION_ORDER = {
 }
 
 
+
+def check_provider(name: str) -> str:
+    """``name`` if it is one of PROVIDER_CHOICES; ProviderError saying the choices otherwise."""
+    if name not in PROVIDER_CHOICES:
+        raise ProviderError(f"unknown provider {name!r} (choose from {', '.join(PROVIDER_CHOICES)})")
+    return name
+
 @dataclass(frozen=True)
 class ModelSession:
     """One model file opened on one provider: its input/output signature and a thread-safe ``run``."""
@@ -70,11 +77,15 @@ def default_threads(provider: str, n_models: int) -> int | None:
     """
     if provider == "openvino":
         return None
+    return max(1, usable_cpus() // max(n_models, 1))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use (its affinity mask on Linux, else every CPU): what threads and pools size to."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(n_models, 1))
+        return max(1, os.cpu_count() or 1)
 
 
 def session_options(threads: int | None, spinning: bool = False, quiet: bool = False) -> ort.SessionOptions:

@@ -20,7 +20,7 @@ from hashtag.runtime.prediction import Options, build_predictions, ensemble_thre
 from hashtag.runtime.preprocess import InputKey, input_key, prepare_inputs
 from hashtag.runtime.providers import (
     PRECISION_ORDER,
-    PROVIDER_CHOICES,
+    check_provider,
     ModelSession,
     auto_providers,
     default_threads,
@@ -78,8 +78,7 @@ class Tagger:
         spinning: bool = False,
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        if provider not in PROVIDER_CHOICES:
-            raise ProviderError(f"unknown provider {provider!r} (choose from {', '.join(PROVIDER_CHOICES)})")
+        check_provider(provider)
         if precision is not None and precision not in PRECISIONS:
             raise ModelSelectionError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
         if batch_size < 1:

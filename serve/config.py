@@ -1,24 +1,15 @@
 """The server's settings, validated once; the CLI's defaults are read from these dataclasses."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from hashtag.runtime.contract import SERVER_TIMEOUT_S
-from hashtag.runtime.errors import ConfigError
-from hashtag.runtime.providers import PROVIDER_CHOICES
+from hashtag.runtime.errors import ConfigError, ProviderError
+from hashtag.runtime.providers import check_provider, usable_cpus
 
 MB = 1024 * 1024
-
-
-def cpu_count() -> int:
-    """CPUs this process may use (the pool's default size: ONNX Runtime releases the GIL)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -44,8 +35,10 @@ class ServeConfig:
             raise ConfigError(f"max upload must be positive, got {self.max_upload_mb} MB")
         if self.max_images < 1:
             raise ConfigError(f"max images must be at least 1, got {self.max_images}")
-        if self.provider not in PROVIDER_CHOICES:
-            raise ConfigError(f"unknown provider {self.provider!r} (choose from {', '.join(PROVIDER_CHOICES)})")
+        try:
+            check_provider(self.provider)
+        except ProviderError as exc:
+            raise ConfigError(str(exc)) from None
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
         if self.workers is not None and self.workers < 1:
@@ -61,7 +54,7 @@ class ServeConfig:
 
     @property
     def pool_size(self) -> int:
-        return self.workers or cpu_count()
+        return self.workers or usable_cpus()  # ONNX Runtime releases the GIL
 
 
 @dataclass(frozen=True)

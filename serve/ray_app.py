@@ -23,11 +23,12 @@ from hashtag.runtime.errors import ConfigError
 from hashtag.runtime.manifest import load_bundle
 from hashtag.runtime.options import parse_model_names
 from hashtag.runtime.prediction import Options
+from hashtag.runtime.providers import usable_cpus
 from hashtag.runtime.tagger import Tagger
 from hashtag.serve.app import create_app
 from hashtag.serve.auth import read_api_key
 from hashtag.serve.catalog import models_document
-from hashtag.serve.config import MB, RayConfig, ServeConfig, cpu_count
+from hashtag.serve.config import MB, RayConfig, ServeConfig
 from hashtag.serve.tagging import Record, Upload, tag_uploads
 
 APP_NAME = "hashtag"
@@ -148,7 +149,7 @@ def serve_on_ray(config: ServeConfig, ray_config: RayConfig, log_level: str) -> 
         bundle.model(name)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray_config.address is None:
-        ray.init(num_cpus=max(cpu_count(), math.ceil(ray_config.replicas * ray_config.replica_cpus)),
+        ray.init(num_cpus=max(usable_cpus(), math.ceil(ray_config.replicas * ray_config.replica_cpus)),
                  include_dashboard=False, object_store_memory=ray_config.object_store_mb * MB,
                  logging_level=log_level.upper())
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hashtag.benchmarks.bench_batch import choose, main
+from hashtag.benchmarks.bench_batch import WITHIN, choose, main
 
 
 def test_choose_takes_the_smallest_batch_within_five_percent_and_the_budget() -> None:
@@ -30,5 +30,7 @@ def test_runs_predict_per_batch_size(tiny_bundle: Path, tmp_path: Path) -> None:
         assert len(r["wall_s_per_round"]) == 2 and 20 < r["peak_rss_mb_max"] < 2000
         assert r["photos_per_s"] == pytest.approx(3 / min(r["wall_s_per_round"]))
         assert r["photos_per_s_median_round"] == pytest.approx(3 / (sum(r["wall_s_per_round"]) / 2))
-    assert data["chosen"] in (1, 2)  # the best one always qualifies; the tiny bundle fits the budget
+    rates = {int(b): r["photos_per_s"] for b, r in data["results"].items()}
+    qualifying = [b for b in sorted(rates) if rates[b] >= max(rates.values()) * (1 - WITHIN)]
+    assert data["chosen"] == qualifying[0]  # the smallest within 5% of the best (the tiny bundle fits the budget)
     assert "smallest batch within 5% of the best" in result.output

@@ -1,13 +1,18 @@
 """The bundle shipped in models/: it loads, tags a real photo, and scores what its model card says."""
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hashtag.models import DEFAULT_BUNDLE
 from hashtag.runtime import Tagger, load_bundle
+from hashtag.runtime.manifest import manifest_sha256
+from shipped_reference import REFERENCE, probabilities, sample_photos
 
 CARD = DEFAULT_BUNDLE / "README.md"
 # Rows of the card's runtime table: | model | precision | test mAP | original ten mAP | added tags mAP | ...
@@ -54,7 +59,30 @@ def test_tags_a_real_photo() -> None:
     assert "#sea" not in pred.hashtags and "#animal" not in pred.hashtags
 
 
+# INT8 kernels round differently across instruction sets (VNNI, AVX2, NEON): up to 0.061 seen on one
+# xception output between x86 and ARM (benchmarks/results/arm64-emulated-2026-11-30); a retrained or
+# swapped bundle moves them by far more.
+MAX_DIFF, MEAN_DIFF = 0.1, 0.01
+RESCORE = "HASHTAG_CARD_RESCORE"
+
+
+def test_the_bundle_reproduces_its_reference_probabilities(corpus: Path) -> None:
+    """A fixed sample of the test split scores as when the bundle shipped (tests/shipped_reference.py)."""
+    reference = json.loads(REFERENCE.read_text())
+    assert reference["bundle_manifest_sha256"] == manifest_sha256(DEFAULT_BUNDLE), \
+        "models/ changed: write the reference again with python tests/shipped_reference.py ../shared/corpus"
+    assert reference["tags"] == list(load_bundle(DEFAULT_BUNDLE).tags)
+    photos = sample_photos(corpus)
+    assert [p.name for p in photos] == list(reference["probabilities"])
+    got = probabilities(photos)
+    for name in ("vgg16", "inceptionv3", "xception"):
+        diff = np.abs(np.array([got[p][name] for p in got]) - np.array([reference["probabilities"][p][name] for p in got]))
+        assert diff.max() <= MAX_DIFF and diff.mean() <= MEAN_DIFF, (name, diff.max(), diff.mean())
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get(RESCORE) != "1",
+                    reason=f"re-scores all 2,547 test photos (11 min on 2 AVX2 cores): opt in with {RESCORE}=1")
 def test_card_matches_the_bundle_on_the_corpus_test_split(corpus: Path) -> None:
     from hashtag.export.bundle_eval import evaluate_bundle, split_photos
 

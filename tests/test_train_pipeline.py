@@ -79,6 +79,8 @@ def test_model_card_records_choice_thresholds_and_metrics(trained: dict) -> None
     for key in ("mAP", "micro_f1", "macro_f1", "exact_match", "hamming_loss", "binary_accuracy",
                 "do_nothing_accuracy"):
         assert 0.0 <= test[key] <= 1.0
+    aps = [t["ap"] for t in test["per_tag"].values() if t["ap"] is not None]
+    assert test["mAP"] == pytest.approx(sum(aps) / len(aps))  # the macro mean of the per-tag APs it reports
     # The colour tags are learnable from the tiny backbone's features.
     assert test["per_tag"]["blue"]["ap"] > 0.8
     assert card["training"]["assembly_check"]["max_abs_diff"] < 0.02

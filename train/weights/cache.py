@@ -7,10 +7,10 @@ travels with the file when someone copies it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from hashtag.runtime.cache import cache_dir as runtime_cache_dir
 from hashtag.train.files import atomic_path
 from hashtag.train.weights.errors import WeightsError
 
@@ -18,9 +18,8 @@ PROVENANCE_ATTR = "hashtag_provenance"
 
 
 def cache_dir() -> Path:
-    """``$HASHTAG_CACHE/weights``, by default ``~/.cache/hashtag/weights``."""
-    root = os.environ.get("HASHTAG_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "hashtag")
-    return Path(root) / "weights"
+    """``$HASHTAG_CACHE/weights``, by default ``~/.cache/hashtag/weights`` (hashtag.runtime.cache decides)."""
+    return runtime_cache_dir("weights")
 
 
 def cached_path(name: str, source: str) -> Path:
