@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import mmap
 import os
+import shutil
 import stat
 import tempfile
 import xml.etree.ElementTree as ElementTree
@@ -309,9 +310,7 @@ def update(target: Target, change: Change, dry_run: bool = False) -> tuple[Keywo
 
 def _write_photo(path: Path, keywords: Keywords) -> None:
     with _TempBeside(path) as temp:
-        with open(path, "rb") as src, open(temp.temp, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
+        shutil.copyfile(path, temp.temp)
         image = exiv2.ImageFactory.open(str(temp.temp))
         image.readMetadata()
         _apply(image, keywords)
