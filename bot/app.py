@@ -51,11 +51,12 @@ def build_application(config: BotConfig, tagger: PhotoTagger) -> Application:
     if config.state_file is not None:
         builder = builder.persistence(ChatSettings(config.state_file))
     app = builder.build()
-    h = Handlers(tagger, config.download_limit)
+    h = Handlers(tagger, config.download_limit, config.fast)
     app.add_handler(CommandHandler("start", h.start))
     app.add_handler(CommandHandler("help", h.help))
     app.add_handler(CommandHandler("models", h.models))
     app.add_handler(CommandHandler("threshold", h.threshold))
+    app.add_handler(CommandHandler("fast", h.fast_command))
     app.add_handler(MessageHandler(filters.COMMAND, h.unknown_command))
     app.add_handler(MessageHandler(filters.PHOTO, h.photo))
     # Before documents: Telegram sends a GIF animation with a document field too.

@@ -18,7 +18,8 @@ from hashtag.bot.config import (
 from hashtag.bot.logs import configure_logging
 from hashtag.bot.remote import RemoteTagger
 from hashtag.bot.tagging import LocalTagger, PhotoTagger
-from hashtag.runtime.errors import HashtagError
+from hashtag.runtime.errors import ConfigError, HashtagError
+from hashtag.runtime.manifest import load_bundle
 from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
 from hashtag.runtime.providers import PROVIDER_CHOICES
 from hashtag.runtime.tagger import Tagger
@@ -56,13 +57,14 @@ LOCAL_ONLY = {"bundle_dir": "--bundle", "models_arg": "--models", "provider": "-
 @click.option("--state-file", type=click.Path(path_type=Path), default=None,
               help="SQLite file keeping per-chat settings across restarts, created private "
                    "(default: bot-<bot id>-state.sqlite3 in the user's data directory, e.g. ~/.local/share/hashtag).")
+@click.option("--fast", is_flag=True, help="Chats get the bundle's fast model until they send /fast off.")
 @click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="info", show_default=True)
 @click.pass_context
 def bot(
     ctx: click.Context, token_file: Path | None, api_url: str, tagger_url: str | None, tagger_key_file: Path | None,
     bundle_dir: Path | None, models_arg: str | None, provider: str,
     workers: int | None, threads: int | None, webhook_url: str | None, listen: str, port: int,
-    secret_token: str | None, state_file: Path | None, log_level: str,
+    secret_token: str | None, state_file: Path | None, fast: bool, log_level: str,
 ) -> None:
     """Run the Telegram bot: it answers photos with hashtag suggestions. Stop it with Ctrl-C or SIGTERM."""
     if webhook_url is None:
@@ -82,7 +84,8 @@ def bot(
         config = BotConfig(token=token, models=models, tagger_url=tagger_url,
                            tagger_key=read_secret(tagger_key_file, "tagger key") if tagger_key_file else None,
                            api_url=api_url, provider=provider, workers=workers or default_workers(),
-                           threads=threads, webhook=webhook, state_file=state_file or default_state_file(token))
+                           threads=threads, webhook=webhook, state_file=state_file or default_state_file(token),
+                           fast=fast)
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
     formatter = configure_logging(LOG_LEVELS[log_level], config.secrets)
@@ -105,4 +108,8 @@ def make_tagger(config: BotConfig, stack: contextlib.ExitStack) -> PhotoTagger:
     if config.tagger_url is not None:
         return RemoteTagger(config.tagger_url, config.tagger_key)
     executor = stack.enter_context(ThreadPoolExecutor(config.workers, thread_name_prefix="hashtag-infer"))
-    return LocalTagger(Tagger(config.models, provider=config.provider, threads=config.threads), executor)
+    bundle = load_bundle(config.models)  # every model: chats switch between the ensemble and the fast one
+    if config.fast and not any(m.role == "fast" for m in bundle.models):
+        raise ConfigError(f"--fast: the bundle at {bundle.root} has no fast model")
+    tagger = Tagger(bundle, provider=config.provider, threads=config.threads, models=[m.name for m in bundle.models])
+    return LocalTagger(tagger, executor)

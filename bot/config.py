@@ -94,6 +94,7 @@ class BotConfig:
     download_limit: int = CLOUD_DOWNLOAD_LIMIT
     webhook: WebhookConfig | None = None
     state_file: Path | None = None  # None: settings live in memory only
+    fast: bool = False  # chats use the fast model until they send /fast off
     message_interval_s: float = MESSAGE_INTERVAL_S  # Telegram's; tests run on a faster clock
 
     def __post_init__(self) -> None:

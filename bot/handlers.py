@@ -25,6 +25,7 @@ TYPING_REFRESH_S = 4.0  # Telegram shows a chat action for 5 s
 RETRIES = 3
 RETRY_DELAY_S = 0.5
 THRESHOLD_KEY = "threshold"
+FAST_KEY = "fast"
 PHOTO_TYPE = "image/jpeg"  # Telegram sends compressed photos as JPEG
 
 
@@ -83,9 +84,10 @@ def image_media_type(mime_type: str | None, file_name: str | None) -> str:
 class Handlers:
     """Handlers bound to one tagger (shared by every chat)."""
 
-    def __init__(self, tagger: PhotoTagger, download_limit: int) -> None:
+    def __init__(self, tagger: PhotoTagger, download_limit: int, fast: bool = False) -> None:
         self.tagger = tagger
         self.download_limit = download_limit
+        self.fast = fast  # whether chats that never sent /fast use the fast model
 
     async def start(self, update: Update, context: Context) -> None:
         """Greet and explain what to send."""
@@ -117,6 +119,34 @@ class Handlers:
             else:
                 context.chat_data[THRESHOLD_KEY] = value
         await message.reply_text(replies.threshold_text(context.chat_data.get(THRESHOLD_KEY)))
+
+    async def fast_command(self, update: Update, context: Context) -> None:
+        """Show or set whether this chat's photos go to the fast model."""
+        message = update.effective_message
+        if context.args:
+            try:
+                fast = replies.parse_fast(context.args)
+            except ValueError as exc:
+                await message.reply_text(str(exc))
+                return
+            try:
+                has_fast = (await self.tagger.ensemble()).fast is not None
+            except TaggerUnavailable:
+                await message.reply_text(replies.TAGGER_UNAVAILABLE)
+                return
+            if fast and not has_fast:
+                await message.reply_text(replies.NO_FAST_MODEL)
+                return
+            context.chat_data[FAST_KEY] = fast
+        await message.reply_text(replies.fast_text(context.chat_data.get(FAST_KEY, self.fast)))
+
+    async def _options(self, context: Context) -> Options:
+        """This chat's Options: its threshold, and the fast model when the chat (or the bot's default) asks."""
+        models = None
+        if context.chat_data.get(FAST_KEY, self.fast):
+            fast = (await self.tagger.ensemble()).fast
+            models = (fast,) if fast is not None else None
+        return Options(models=models, threshold=context.chat_data.get(THRESHOLD_KEY))
 
     async def photo(self, update: Update, context: Context) -> None:
         """Tag the largest size of a compressed photo (each photo of an album arrives on its own)."""
@@ -187,8 +217,7 @@ class Handlers:
                 return
             data = await with_retries(tg_file.download_as_bytearray, "download")
             try:
-                options = Options(threshold=context.chat_data.get(THRESHOLD_KEY))
-                prediction = await self.tagger.predict(bytes(data), media_type, options)
+                prediction = await self.tagger.predict(bytes(data), media_type, await self._options(context))
             except ImageError as exc:
                 await self._answer(message, replies.unreadable(exc.reason))
                 return

@@ -90,7 +90,7 @@ class RemoteTagger:
                 self._ensemble = Ensemble(
                     tuple(ModelInfo(n, by_name[n]["input_size"], by_name[n]["running"]["precision"])
                           for n in doc["served"]),
-                    tuple(doc["tags"]))
+                    tuple(doc["tags"]), doc.get("fast"))
             except (KeyError, TypeError) as exc:
                 raise TaggerError(f"{self.where} answered something else than its models ({exc!r})") from None
         return self._ensemble

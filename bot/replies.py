@@ -41,6 +41,7 @@ HELP = (
     "/models – the models and the hashtags they know\n"
     "/threshold 0.3 – show hashtags scored at least 0.3 in this chat (lower: more hashtags); "
     "/threshold reset – back to the tuned thresholds\n"
+    "/fast on – answer with the fast model (much quicker, nearly as good); /fast off – the full ensemble\n"
     "/help – this message"
 )
 START = "Hi! I suggest hashtags for photos.\n\n" + HELP
@@ -72,11 +73,34 @@ def models_text(ensemble: Ensemble) -> str:
     """The /models answer: each model, its input size and precision, and the tags of the bundle."""
     lines = ["Models in the ensemble:"]
     for m in ensemble.models:
-        lines.append(f"• {m.name} ({m.input_size}×{m.input_size}, {m.precision})")
+        if m.name != ensemble.fast:
+            lines.append(f"• {m.name} ({m.input_size}×{m.input_size}, {m.precision})")
+    if ensemble.fast is not None:
+        m = next(m for m in ensemble.models if m.name == ensemble.fast)
+        lines += ["", f"Fast model (/fast on): {m.name} ({m.input_size}×{m.input_size}, {m.precision})"]
     lines.append("")
     lines.append(f"Hashtags I know ({len(ensemble.tags)}):")
     lines.append(" ".join(hashtag(t) for t in ensemble.tags))
     return _fit("\n".join(lines))
+
+
+FAST_USAGE = "Usage: /fast on, /fast off, or /fast to see which is used."
+NO_FAST_MODEL = "This bot has no fast model: every photo is tagged by the full ensemble."
+
+
+def parse_fast(args: Sequence[str]) -> bool:
+    """The value of '/fast on|off'; ValueError otherwise."""
+    word = args[0].lower() if len(args) == 1 else ""
+    if word not in ("on", "off"):
+        raise ValueError(FAST_USAGE)
+    return word == "on"
+
+
+def fast_text(fast: bool) -> str:
+    """The answer to /fast: which models tag this chat's photos."""
+    if fast:
+        return "This chat's photos are tagged by the fast model. Send /fast off for the full ensemble."
+    return "This chat's photos are tagged by the full ensemble. Send /fast on for the fast model."
 
 
 def threshold_text(threshold: float | None) -> str:

@@ -38,6 +38,7 @@ class Ensemble:
 
     models: tuple[ModelInfo, ...]
     tags: tuple[str, ...]
+    fast: str | None = None  # the fast model among ``models`` (/fast on), if the tagger runs one
 
 
 class PhotoTagger(Protocol):
@@ -76,8 +77,9 @@ class LocalTagger:
 
     async def ensemble(self) -> Ensemble:
         """The loaded models and the bundle's tags."""
+        fast = next((m.spec.name for m in self.tagger.models if m.spec.role == "fast"), None)
         return Ensemble(tuple(ModelInfo(m.spec.name, m.spec.input_size, m.variant.precision)
-                              for m in self.tagger.models), tuple(self.tagger.bundle.tags))
+                              for m in self.tagger.models), tuple(self.tagger.bundle.tags), fast)
 
     async def close(self) -> None:
         """The caller owns the executor."""

@@ -9,15 +9,16 @@ from typing import Sequence
 
 import click
 
+from hashtag.runtime.cpu import cpu_features
 from hashtag.runtime.errors import HashtagError, ImageError
 from hashtag.runtime.images import find_images
 from hashtag.runtime.manifest import PRECISIONS, load_bundle
 from hashtag.runtime.options import bundle_option, models_option, resolve_bundle
 from hashtag.runtime.contract import hashtag, tag_names
-from hashtag.runtime.prediction import Options
+from hashtag.runtime.prediction import Options, model_choice
 from hashtag.runtime.progress import progress
 from hashtag.runtime.providers import PROVIDER_CHOICES, available_providers
-from hashtag.runtime.tagger import DEFAULT_BATCH_SIZE, Tagger
+from hashtag.runtime.tagger import DEFAULT_BATCH_SIZE, Tagger, pick_variant
 
 COMMAND_GROUP = "hashtag.commands"  # entry points of the packages that add subcommands (see setup.cfg)
 
@@ -73,7 +74,9 @@ def _scores_line(scores: dict[str, float], hashtags: list[str]) -> str:
 @models_option
 @click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="Force a precision (default: int8 on CPU, fp16 on CUDA).")
+              help="Force a precision (default: on CPU the faster of int8/fp32 for this CPU, see 'hashtag models'; "
+                   "fp16 on CUDA).")
+@click.option("--fast", is_flag=True, help="Run the bundle's fast model alone (distilled from the ensemble).")
 @click.option("--model", "model_names", multiple=True, hidden=True, help="Same as --models, one name at a time.")
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="At most this many hashtags per image.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
@@ -84,14 +87,16 @@ def _scores_line(scores: dict[str, float], hashtags: list[str]) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="Also show each model's own suggestions with scores.")
 def predict(
     paths: Sequence[Path], bundle_dir: Path | None, models_arg: str | None, provider: str, precision: str | None,
-    model_names: Sequence[str], top_k: int | None, threshold: float | None, threads: int | None,
+    fast: bool, model_names: Sequence[str], top_k: int | None, threshold: float | None, threads: int | None,
     batch_size: int, as_json: bool, verbose: bool,
 ) -> None:
     """Suggest hashtags for image files and folders of images (searched recursively)."""
-    bundle, names = resolve_bundle(bundle_dir, models_arg)
+    bundle_path, names = resolve_bundle(bundle_dir, models_arg)
     try:
-        tagger = Tagger(bundle, provider=provider, threads=threads, models=[*(names or ()), *model_names] or None,
-                        precision=precision, batch_size=batch_size)
+        bundle = load_bundle(bundle_path)
+        chosen = model_choice(bundle, [*(names or ()), *model_names], fast)
+        tagger = Tagger(bundle, provider=provider, threads=threads, models=chosen, precision=precision,
+                        batch_size=batch_size)
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
     files = find_images(list(paths))
@@ -129,13 +134,18 @@ def models_command(bundle_dir: Path | None, models_arg: str | None) -> None:
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"bundle: {bundle.root}")
+    cpu = cpu_features()
+    click.echo(f"this CPU: {cpu.machine}, INT8 dot products: {', '.join(cpu.int8_flags) or 'none'}")
     for spec in bundle.models:
         prep = spec.preprocessing
-        click.echo(f"\n{spec.name}: input {spec.input_size}x{spec.input_size}, preprocessing {prep.family} "
+        role = "fast model (--fast), not in the ensemble" if spec.role == "fast" else "ensemble member"
+        click.echo(f"\n{spec.name}: {role}; input {spec.input_size}x{spec.input_size}, preprocessing {prep.family} "
                    f"({prep.color_order}, mean {list(prep.mean)}, std {list(prep.std)})")
         for v in spec.variants.values():
             size = v.path.stat().st_size / 1e6
             click.echo(f"    {v.precision:5s} {v.path.name} ({size:.1f} MB)")
+        variant, why = pick_variant(spec, "cpu", None)
+        click.echo(f"    on this CPU: {variant.precision} ({why}; --precision overrides)")
         click.echo("    thresholds: " + ", ".join(f"{t} {spec.thresholds[t]:.2f}" for t in spec.tags))
-    click.echo("\nensemble thresholds: " + ", ".join(f"{t} {bundle.ensemble_thresholds[t]:.2f}" for t in bundle.tags))
+    click.echo(f"\nensemble ({', '.join(bundle.ensemble_names)}) thresholds: " + ", ".join(f"{t} {bundle.ensemble_thresholds[t]:.2f}" for t in bundle.tags))
     click.echo("onnxruntime providers on this machine: " + ", ".join(available_providers()))

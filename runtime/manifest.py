@@ -11,6 +11,7 @@ A bundle is a folder holding ``manifest.json`` and the ONNX files it names. Exam
                           "mean": [103.939, 116.779, 123.68], "std": [1, 1, 1],
                           "resize": "bilinear"},
         "tags": ["animal", ...], "thresholds": {"animal": 0.37, ...},
+        "role": "ensemble",                     (or "fast": not in the default ensemble, run by --fast)
         "variants": [{"precision": "int8", "file": "vgg16.int8.onnx", "sha256": "...", "bytes": 14000000}],
         "metadata": {...training, evaluation and provenance records...}
       }]
@@ -34,6 +35,8 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "hashtag-bundle"
 FORMAT_VERSION = 1
 PRECISIONS = ("int8", "fp16", "fp32")
+# "ensemble": runs by default and is averaged; "fast": a small model distilled from the ensemble, run on request.
+ROLES = ("ensemble", "fast")
 RESIZE_METHODS = ("bilinear", "bicubic", "nearest")
 # Each family fixes the colour order; mean/std come from the manifest so they stay bound to the weights.
 FAMILY_COLOR_ORDER = {"caffe": "BGR", "tf": "RGB", "torch": "RGB"}
@@ -114,6 +117,7 @@ class ModelSpec:
     thresholds: Mapping[str, float]
     variants: Mapping[str, Variant]
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    role: str = "ensemble"
 
     def variant(self, precision: str) -> Variant:
         """The file for ``precision``; raises when the bundle lacks it."""
@@ -142,6 +146,19 @@ class Bundle:
         raise ModelSelectionError(
             f"no model named {name!r} in {self.root} (has: {', '.join(m.name for m in self.models)})"
         )
+
+    @property
+    def ensemble_names(self) -> tuple[str, ...]:
+        """The models that run by default and whose mean is the ensemble, in manifest order."""
+        return tuple(m.name for m in self.models if m.role == "ensemble")
+
+    @property
+    def fast_name(self) -> str:
+        """The bundle's fast model (``--fast``); raises when it has none."""
+        for spec in self.models:
+            if spec.role == "fast":
+                return spec.name
+        raise ModelSelectionError(f"the bundle at {self.root} has no fast model")
 
 
 def _thresholds(raw: Any, tags: tuple[str, ...], where: str) -> dict[str, float]:
@@ -203,7 +220,10 @@ def _model_spec(raw: Any, root: Path, index: int) -> ModelSpec:
     metadata = raw.get("metadata", {})
     if not isinstance(metadata, Mapping):
         raise BundleError(f"{where}: metadata must be an object")
-    return ModelSpec(str(name), size, prep, tag_tuple, thresholds, variants, metadata)
+    role = raw.get("role", "ensemble")
+    if role not in ROLES:
+        raise BundleError(f"{where}: unknown role {role!r} (known: {', '.join(ROLES)})")
+    return ModelSpec(str(name), size, prep, tag_tuple, thresholds, variants, metadata, str(role))
 
 
 def parse_manifest(data: Any, root: Path) -> Bundle:
@@ -221,6 +241,10 @@ def parse_manifest(data: Any, root: Path) -> Bundle:
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise BundleError(f"model names must be unique, got {names}")
+    if not any(m.role == "ensemble" for m in models):
+        raise BundleError("manifest has no ensemble model (every model has role 'fast')")
+    if sum(m.role == "fast" for m in models) > 1:
+        raise BundleError(f"manifest has more than one fast model: {[m.name for m in models if m.role == 'fast']}")
     tags = models[0].tags
     for m in models[1:]:
         if set(m.tags) != set(tags):

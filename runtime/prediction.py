@@ -17,11 +17,20 @@ from hashtag.runtime.errors import ModelSelectionError
 from hashtag.runtime.manifest import Bundle
 
 
+def model_choice(bundle: Bundle, models: Sequence[str] | None, fast: bool) -> tuple[str, ...] | None:
+    """The model names a front end asks for: ``--fast`` means the bundle's fast model alone; None: the default."""
+    if fast and models:
+        raise ModelSelectionError("give --fast or model names, not both")
+    if fast:
+        return (bundle.fast_name,)
+    return tuple(models) if models else None
+
+
 @dataclass(frozen=True)
 class Options:
     """What one call asks for: a subset of the loaded models, one threshold for every tag, a cut."""
 
-    models: tuple[str, ...] | None = None  # None: every loaded model
+    models: tuple[str, ...] | None = None  # None: the loaded ensemble members (see Tagger.default_names)
     threshold: float | None = None  # None: the bundle's tuned per-tag thresholds
     top_k: int | None = None
 
@@ -33,10 +42,11 @@ class Options:
         if self.models is not None and not self.models:
             raise ModelSelectionError("name at least one model")
 
-    def chosen(self, loaded: Sequence[str]) -> tuple[str, ...]:
-        """The models to use, in the order asked; refuses names that are not loaded."""
+    def chosen(self, loaded: Sequence[str], default: Sequence[str] | None = None) -> tuple[str, ...]:
+        """The models to use, in the order asked (``default``, else every loaded one, when none is asked);
+        refuses names that are not loaded."""
         if self.models is None:
-            return tuple(loaded)
+            return tuple(default if default is not None else loaded)
         unknown = [n for n in self.models if n not in loaded]
         if unknown:
             raise ModelSelectionError(f"unknown model {unknown[0]!r} (served: {', '.join(loaded)})")
@@ -57,10 +67,11 @@ def model_thresholds(bundle: Bundle, name: str, threshold: float | None) -> dict
 
 
 def ensemble_thresholds(bundle: Bundle, names: Sequence[str], threshold: float | None) -> dict[str, float]:
-    """The manifest's ensemble thresholds when every model runs, else the mean of the chosen models' own."""
+    """The manifest's ensemble thresholds when the whole ensemble runs, else the mean of the chosen models' own
+    (one model alone: its own)."""
     if threshold is not None:
         return {t: threshold for t in bundle.tags}
-    if set(names) == {m.name for m in bundle.models}:
+    if set(names) == set(bundle.ensemble_names):
         return dict(bundle.ensemble_thresholds)
     return {t: float(np.mean([bundle.model(n).thresholds[t] for n in names])) for t in bundle.tags}
 

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from hashtag.runtime.contract import Prediction, upload_name
+from hashtag.runtime.cpu import CpuFeatures, cpu_features, faster_cpu_precision
 from hashtag.runtime.ensemble import ensemble_mean
 from hashtag.runtime.errors import BundleError, ImageError, ModelSelectionError, ProviderError
 from hashtag.runtime.images import ImageSource, describe, load_image
@@ -41,6 +42,7 @@ class LoadedModel:
     variant: Variant
     model: ModelSession
     order: np.ndarray  # column indices mapping the model's tag order onto the bundle's
+    why: str  # why this precision was picked
 
     @property
     def session(self) -> Any:
@@ -48,12 +50,20 @@ class LoadedModel:
         return self.model.engine
 
 
-def _pick_variant(spec: ModelSpec, provider: str, precision: str | None) -> Variant:
+def pick_variant(spec: ModelSpec, provider: str, precision: str | None,
+                 cpu: CpuFeatures | None = None) -> tuple[Variant, str]:
+    """The file to run and why: the asked precision; on a CPU, between INT8 and FP32 the one faster on this
+    CPU (``cpu``, default this machine's; see ``hashtag.runtime.cpu``); else the provider's first precision
+    the model ships in."""
     if precision is not None:
-        return spec.variant(precision)
+        return spec.variant(precision), "asked for (--precision)"
+    if provider in ("cpu", "openvino") and {"int8", "fp32"} <= set(spec.variants):
+        chosen, why = faster_cpu_precision(cpu or cpu_features())
+        return spec.variants[chosen], why
     for p in PRECISION_ORDER[provider]:
         if p in spec.variants:
-            return spec.variants[p]
+            only = len(spec.variants) == 1
+            return spec.variants[p], "the only precision shipped" if only else f"{provider}'s preferred precision"
     raise ModelSelectionError(f"model {spec.name!r} has no usable file")  # unreachable: validated non-empty
 
 
@@ -62,7 +72,9 @@ class Tagger:
 
     ``provider``: 'auto' (CUDA when it really loads, else OpenVINO when installed, else ONNX Runtime on
     CPU), 'cpu' (ONNX Runtime), 'cuda' or 'openvino' (these two fail when unavailable).
-    ``precision``: force 'int8'/'fp16'/'fp32'; by default INT8 on CPU and FP16 (else FP32) on CUDA.
+    ``precision``: force 'int8'/'fp16'/'fp32'; by default see ``pick_variant`` (INT8 or FP32 on CPU by what
+    the CPU offers, FP16 else FP32 on CUDA).
+    ``models``: the models to load (default: the bundle's ensemble; the fast model loads when named).
     ``threads``: intra-op threads per model; the models run side by side, by default with the
     threads that measured fastest for the provider (see ``providers.default_threads``).
     """
@@ -83,7 +95,7 @@ class Tagger:
             raise ModelSelectionError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
         if batch_size < 1:
             raise ModelSelectionError(f"batch size must be at least 1, got {batch_size}")
-        names = list(dict.fromkeys(models)) if models else [m.name for m in self.bundle.models]
+        names = list(dict.fromkeys(models)) if models else list(self.bundle.ensemble_names)
         specs = [self.bundle.model(n) for n in names]
         self.batch_size = batch_size
         self.threads = threads
@@ -93,6 +105,8 @@ class Tagger:
         self._threads = ({m.spec.name: ThreadPoolExecutor(1, f"hashtag-{m.spec.name}") for m in self.models}
                          if len(self.models) > 1 else {})
         self.names = tuple(m.spec.name for m in self.models)
+        # What a call without Options.models runs: the loaded ensemble members, or the fast model alone.
+        self.default_names = tuple(n for n in self.names if n in self.bundle.ensemble_names) or self.names
 
     def _load(
         self, specs: list[ModelSpec], provider: str, threads: int | None, precision: str | None, spinning: bool
@@ -113,7 +127,7 @@ class Tagger:
     def _load_one(
         self, spec: ModelSpec, provider: str, threads: int | None, precision: str | None, spinning: bool
     ) -> LoadedModel:
-        variant = _pick_variant(spec, provider, precision)
+        variant, why = pick_variant(spec, provider, precision)
         model = open_model(variant.path, provider, threads, spinning)
         shape = model.input_shape
         if len(shape) != 4 or any(isinstance(d, int) and d != e for d, e in zip(shape[1:], (spec.input_size, spec.input_size, 3))):
@@ -126,7 +140,7 @@ class Tagger:
                 f"{variant.path.name}: output shape {list(out_shape)} does not match the {len(spec.tags)} tags in the manifest"
             )
         order = np.array([spec.tags.index(t) for t in self.bundle.tags])
-        return LoadedModel(spec, variant, model, order)
+        return LoadedModel(spec, variant, model, order, why)
 
     def describe(self) -> list[dict[str, Any]]:
         """What is loaded: model, precision, file and the provider that really runs it."""
@@ -134,6 +148,8 @@ class Tagger:
             {
                 "model": m.spec.name,
                 "precision": m.variant.precision,
+                "precision_reason": m.why,
+                "role": m.spec.role,
                 "file": m.variant.path.name,
                 "providers": list(m.model.devices),
             }
@@ -152,25 +168,40 @@ class Tagger:
             raise BundleError(f"{model.variant.path.name}: produced shape {out.shape}, expected [N, {len(model.spec.tags)}]")
         return out[:, model.order]
 
+    def _loaded(self, names: Sequence[str] | None) -> list[LoadedModel]:
+        if names is None:
+            return self.models
+        return [m for m in self.models if m.spec.name in names]
+
+    def input_keys_of(self, names: Sequence[str] | None = None) -> list[InputKey]:
+        """The distinct inputs the named (default: all loaded) models take (see ``prepare_inputs``)."""
+        return list(dict.fromkeys(input_key(m.spec) for m in self._loaded(names)))
+
     @property
     def input_keys(self) -> list[InputKey]:
-        """The distinct inputs the loaded models take (see ``prepare_inputs``)."""
-        return list(dict.fromkeys(input_key(m.spec) for m in self.models))
+        """The distinct inputs every loaded model takes."""
+        return self.input_keys_of()
 
-    def run_all(self, batches: Mapping[InputKey, np.ndarray]) -> dict[str, np.ndarray]:
-        """Every model on its batch of ``prepare_inputs(images, self.input_keys)``, side by side in threads."""
-        if not self._threads:
-            return {m.spec.name: self.run_model(m, batches[input_key(m.spec)]) for m in self.models}
+    def run_all(self, batches: Mapping[InputKey, np.ndarray], names: Sequence[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        """The named (default: every loaded) models on their batch of ``prepare_inputs``' result, side by side."""
+        models = self._loaded(names)
+        if not self._threads or len(models) == 1:
+            return {m.spec.name: self.run_model(m, batches[input_key(m.spec)]) for m in models}
         running = {m.spec.name: self._threads[m.spec.name].submit(self.run_model, m, batches[input_key(m.spec)])
-                   for m in self.models}
+                   for m in models}
         return {name: future.result() for name, future in running.items()}
 
-    def probabilities(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
-        """Per-model probabilities ``[len(images), tags]``, preprocessing once per input size and scheme."""
-        results: dict[str, list[np.ndarray]] = {m.spec.name: [] for m in self.models}
+    def probabilities(self, images: Sequence[Image.Image], names: Sequence[str] | None = None
+                      ) -> dict[str, np.ndarray]:
+        """Per-model probabilities ``[len(images), tags]`` of the named (default: every loaded) models,
+        preprocessing once per input size and scheme."""
+        models = self._loaded(names)
+        keys = self.input_keys_of(names)
+        results: dict[str, list[np.ndarray]] = {m.spec.name: [] for m in models}
         for start in range(0, len(images), self.batch_size):
-            batches = prepare_inputs(images[start : start + self.batch_size], self.input_keys)
-            for name, probs in self.run_all(batches).items():
+            batches = prepare_inputs(images[start : start + self.batch_size], keys)
+            for name, probs in self.run_all(batches, names).items():
                 results[name].append(probs)
         return {name: np.concatenate(parts) if parts else np.zeros((0, len(self.bundle.tags)), np.float32)
                 for name, parts in results.items()}
@@ -185,7 +216,10 @@ class Tagger:
         ``hashtag.runtime.prediction`` (ensemble of the chosen models, thresholds, cut) applied once, here."""
         if any(len(p) != len(names) for p in per_model.values()):
             raise ValueError("names and probabilities differ in length")
-        chosen = options.chosen(self.names)
+        chosen = options.chosen(self.names, self.default_names)
+        missing = [n for n in chosen if n not in per_model]
+        if missing:
+            raise ValueError(f"no probabilities of {missing} given")
         probs = {n: per_model[n] for n in chosen}
         return build_predictions(names, self.bundle.tags, probs, self.ensemble(probs),
                                  {n: model_thresholds(self.bundle, n, options.threshold) for n in chosen},
@@ -197,8 +231,8 @@ class Tagger:
         names = list(names) if names is not None else [upload_name(i) for i in range(len(images))]
         if len(names) != len(images):
             raise ValueError("names and images differ in length")
-        options.chosen(self.names)  # refuse unknown models before running any
-        return self.predictions(self.probabilities(images), names, options)
+        chosen = options.chosen(self.names, self.default_names)  # refuse unknown models before running any
+        return self.predictions(self.probabilities(images, chosen), names, options)
 
     def decode(self, source: ImageSource) -> Image.Image:
         """One photo decoded no larger than the loaded models need (see ``load_image``'s ``min_side``)."""
@@ -219,7 +253,7 @@ class Tagger:
         Photos are decoded in a worker thread while the models run on the previous batch; at most
         two batches of decoded photos exist at a time, so memory does not grow with the number of sources.
         """
-        options.chosen(self.names)  # refuse unknown models before decoding any
+        options.chosen(self.names, self.default_names)  # refuse unknown models before decoding any
         pending: list[tuple[str, Decoded]] = []
         for name, item in decode_ahead(sources, self.min_decode_size, ahead=self.batch_size):
             pending.append((name, item))

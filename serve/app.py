@@ -144,14 +144,19 @@ def create_app(config: ServeConfig, backend: Backend) -> FastAPI:
         request: Request,
         threshold: float | None = Query(None, ge=0.0, le=1.0, description="One threshold for every tag."),
         top_k: int | None = Query(None, ge=1, description="At most this many hashtags per image."),
-        models: str | None = Query(None, description="Comma-separated model names (default: every served model)."),
+        models: str | None = Query(None, description="Comma-separated model names (default: the ensemble)."),
+        fast: bool = Query(False, description="Run the fast model alone (distilled from the ensemble)."),
     ) -> TagsAnswer:
         """Hashtags for one raw ``image/*`` body or the ``image`` files of a multipart form, in upload order.
 
         An image that cannot be read gets ``{"image", "error"}`` among the others; 400 when none can be read.
         """
-        options = Options(parse_model_names(models), threshold, top_k)
-        options.chosen((await backend.catalog())["served"])
+        catalog = await backend.catalog()
+        names = parse_model_names(models)
+        if fast and (names or catalog["fast"] is None):
+            raise ModelSelectionError("give fast or model names, not both" if names else "this server runs no fast model")
+        options = Options((catalog["fast"],) if fast else names, threshold, top_k)
+        options.chosen(catalog["served"])
         uploads = await read_uploads(request, config.max_images)
         results = await run(uploads, options, config.timeout_s)
         failed = [r for r in results if r.get("error")]

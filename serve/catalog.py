@@ -14,18 +14,21 @@ def models_document(tagger: Tagger) -> dict[str, Any]:
     return {
         "bundle": bundle.root.name,
         "served": list(running),
+        "default": list(tagger.default_names),  # what a request without models or fast runs
+        "fast": next((n for n in running if bundle.model(n).role == "fast"), None),  # what fast=true runs
         "tags": list(bundle.tags),
         "ensemble_thresholds": dict(bundle.ensemble_thresholds),
         "models": [
             {
                 "name": spec.name,
+                "role": spec.role,
                 "input_size": spec.input_size,
                 "preprocessing": spec.preprocessing.to_dict(),
                 "tags": list(spec.tags),
                 "thresholds": dict(spec.thresholds),
                 "files": [{"precision": v.precision, "file": v.path.name, "bytes": v.path.stat().st_size}
                           for v in spec.variants.values()],
-                "running": ({k: running[spec.name][k] for k in ("precision", "file", "providers")}
+                "running": ({k: running[spec.name][k] for k in ("precision", "precision_reason", "file", "providers")}
                             if spec.name in running else None),
             }
             for spec in bundle.models

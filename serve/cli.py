@@ -20,6 +20,8 @@ RAY_ONLY = ("address", "replicas", "max_batch_size")
 @click.option("--port", type=click.IntRange(0, 65535), default=default(ServeConfig, "port"), show_default=True)
 @bundle_option
 @models_option
+@click.option("--fast", is_flag=True, help="Serve the bundle's fast model alone (by default every model is loaded: "
+                                           "requests get the ensemble, or the fast model with fast=true).")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True),
               default=default(ServeConfig, "max_upload_mb"), show_default=True, help="Largest request body.")
 @click.option("--max-images", type=click.IntRange(min=1), default=default(ServeConfig, "max_images"),
@@ -41,7 +43,7 @@ RAY_ONLY = ("address", "replicas", "max_batch_size")
               show_default=True, help="--ray: most images per dynamic batch.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, bundle_dir: Path | None, models_arg: str | None,
+def serve(ctx: click.Context, host: str, port: int, bundle_dir: Path | None, models_arg: str | None, fast: bool,
           max_upload_mb: float, max_images: int, api_key_file: Path | None, provider: str, threads: int | None,
           workers: int | None, timeout_s: float, use_ray: bool, address: str | None, replicas: int,
           max_batch_size: int, log_level: str) -> None:
@@ -52,7 +54,7 @@ def serve(ctx: click.Context, host: str, port: int, bundle_dir: Path | None, mod
             raise click.UsageError(f"--{given[0].replace('_', '-')} needs --ray")
     bundle, names = resolve_bundle(bundle_dir, models_arg)
     try:
-        config = ServeConfig(bundle=bundle, models=names, host=host, port=port, max_upload_mb=max_upload_mb,
+        config = ServeConfig(bundle=bundle, models=names, fast=fast, host=host, port=port, max_upload_mb=max_upload_mb,
                              max_images=max_images, api_key=read_api_key(api_key_file) if api_key_file else None,
                              provider=provider, threads=threads, workers=workers, timeout_s=timeout_s)
         if use_ray:

@@ -7,6 +7,7 @@ from typing import Any
 
 from hashtag.runtime.contract import SERVER_TIMEOUT_S
 from hashtag.runtime.errors import ConfigError, ProviderError
+from hashtag.runtime.manifest import load_bundle
 from hashtag.runtime.providers import check_provider, usable_cpus
 
 MB = 1024 * 1024
@@ -18,6 +19,7 @@ class ServeConfig:
 
     bundle: Path
     models: tuple[str, ...] | None = None  # served models (default: every model in the bundle)
+    fast: bool = False  # serve the bundle's fast model alone
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_mb: float = 20.0  # whole request body
@@ -47,6 +49,18 @@ class ServeConfig:
             raise ConfigError(f"timeout must be positive, got {self.timeout_s} s")
         if self.api_key is not None and not self.api_key:
             raise ConfigError("the API key is empty")
+        if self.fast and self.models:
+            raise ConfigError("give --fast or model names, not both")
+
+    def served_models(self) -> tuple[str, ...]:
+        """The models to load: the fast one alone, the named ones, or every model (requests then pick the
+        ensemble by default and the fast model with ``fast=true``)."""
+        bundle = load_bundle(self.bundle)
+        if self.fast:
+            return (bundle.fast_name,)
+        for name in self.models or ():
+            bundle.model(name)
+        return self.models or tuple(m.name for m in bundle.models)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -20,7 +20,6 @@ from ray.serve.handle import DeploymentHandle
 
 from hashtag.models import default_bundle
 from hashtag.runtime.errors import ConfigError
-from hashtag.runtime.manifest import load_bundle
 from hashtag.runtime.options import parse_model_names
 from hashtag.runtime.prediction import Options
 from hashtag.runtime.providers import usable_cpus
@@ -39,7 +38,8 @@ class TaggerDeployment:
     """One replica: a Tagger that answers single images, grouped by Ray Serve into dynamic batches."""
 
     def __init__(self, config: ServeConfig, ray_config: RayConfig) -> None:
-        self.tagger = Tagger(config.bundle, provider=config.provider, threads=config.threads, models=config.models)
+        self.tagger = Tagger(config.bundle, provider=config.provider, threads=config.threads,
+                             models=config.served_models())
         self.catalog = models_document(self.tagger)
         self.tag.set_max_batch_size(ray_config.max_batch_size)
         self.tag.set_batch_wait_timeout_s(ray_config.batch_wait_s)
@@ -99,7 +99,7 @@ def application(config: ServeConfig, ray_config: RayConfig) -> Any:
     ).bind(tagger, config)
 
 
-BUILDER_ARGS = ("bundle", "models", "api_key_file", "max_upload_mb", "max_images", "timeout_s", "replicas",
+BUILDER_ARGS = ("bundle", "models", "fast", "api_key_file", "max_upload_mb", "max_images", "timeout_s", "replicas",
                 "max_batch_size")
 
 
@@ -111,6 +111,7 @@ def configs_from_args(args: dict[str, Any]) -> tuple[ServeConfig, RayConfig]:
     numbers = {"max_upload_mb": float, "max_images": int, "timeout_s": float}
     config = ServeConfig(bundle=Path(args.get("bundle") or default_bundle()),
                          models=parse_model_names(args.get("models")),
+                         fast=str(args.get("fast", "")).lower() in ("1", "true", "yes"),
                          api_key=read_api_key(Path(args["api_key_file"])) if args.get("api_key_file") else None,
                          **{k: cast(args[k]) for k, cast in numbers.items() if k in args})
     return config, RayConfig(**{k: int(args[k]) for k in ("replicas", "max_batch_size") if k in args})
@@ -144,9 +145,7 @@ def serve_on_ray(config: ServeConfig, ray_config: RayConfig, log_level: str) -> 
     On a signal the app is deleted first, which lets every replica finish its requests in flight
     (up to ``graceful_shutdown_timeout_s``), and only then is Serve (on a local cluster) shut down.
     """
-    bundle = load_bundle(config.bundle)  # fail fast here, not in every replica
-    for name in config.models or ():
-        bundle.model(name)
+    config.served_models()  # fail fast here (bundle, model names), not in every replica
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray_config.address is None:
         ray.init(num_cpus=max(usable_cpus(), math.ceil(ray_config.replicas * ray_config.replica_cpus)),

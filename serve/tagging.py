@@ -30,24 +30,31 @@ class Upload:
 
 
 def tag_uploads(tagger: Tagger, items: Sequence[tuple[Upload, Options]]) -> list[Record]:
-    """One record per item, in order: its prediction under its own options, or its error record."""
+    """One record per item, in order: its prediction under its own options, or its error record.
+
+    Each model runs once over the images whose options need it (a ``fast=true`` request does not run the
+    ensemble); the options' thresholds and cuts are then applied per request.
+    """
     records: dict[int, Record] = {}
-    decoded: list[tuple[int, Image.Image]] = []
+    decoded: dict[int, Image.Image] = {}
     for i, (upload, _) in enumerate(items):
         try:
-            decoded.append((i, tagger.decode(upload.data)))
+            decoded[i] = tagger.decode(upload.data)
         except ImageError as exc:
             records[i] = error_record(upload.name, exc.reason)
-    if decoded:
-        per_model = tagger.probabilities([image for _, image in decoded])
-        groups: dict[Options, list[int]] = {}
-        for row, (i, _) in enumerate(decoded):
-            groups.setdefault(items[i][1], []).append(row)
-        for options, rows in groups.items():
+    by_models: dict[tuple[str, ...], list[int]] = {}
+    for i in decoded:
+        by_models.setdefault(items[i][1].chosen(tagger.names, tagger.default_names), []).append(i)
+    for chosen, indices in by_models.items():
+        per_model = tagger.probabilities([decoded[i] for i in indices], chosen)
+        by_options: dict[Options, list[int]] = {}
+        for row, i in enumerate(indices):
+            by_options.setdefault(items[i][1], []).append(row)
+        for options, rows in by_options.items():
             probs = {name: p[rows] for name, p in per_model.items()}
-            names = [items[decoded[r][0]][0].name for r in rows]
+            names = [items[indices[r]][0].name for r in rows]
             for r, prediction in zip(rows, tagger.predictions(probs, names, options)):
-                records[decoded[r][0]] = prediction.to_json()
+                records[indices[r]] = prediction.to_json()
     return [records[i] for i in range(len(items))]
 
 

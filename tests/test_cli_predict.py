@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from hashtag.runtime.cpu import cpu_features, faster_cpu_precision
 from hashtag.runtime import Options, Tagger
 from hashtag.runtime.cli import main
 from tinybundle import TAGS, make_photo
@@ -123,7 +124,10 @@ def test_usage_errors_exit_2(tiny_bundle: Path, photos: list[Path]) -> None:
 def test_models_command(tiny_bundle: Path) -> None:
     res = run("models", "--bundle", str(tiny_bundle))
     assert res.code == 0
-    for text in ("vgg16: input 32x32", "caffe", "xception", "int8", "fp32", "CPUExecutionProvider", "thresholds"):
+    here = faster_cpu_precision(cpu_features())
+    assert f"on this CPU: {here[0]} ({here[1]}; --precision overrides)" in res.out
+    assert "vgg16: ensemble member; input 32x32" in res.out
+    for text in ( "caffe", "xception", "int8", "fp32", "CPUExecutionProvider", "thresholds"):
         assert text in res.out
 
 

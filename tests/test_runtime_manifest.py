@@ -98,7 +98,7 @@ def test_input_size_must_match_graph(tmp_path: Path) -> None:
 def test_corrupt_onnx_file(bundle_dir: Path) -> None:
     (bundle_dir / "vgg16.int8.onnx").write_bytes(b"this is not protobuf")
     with pytest.raises(BundleError, match="cannot load vgg16.int8.onnx"):
-        Tagger(bundle_dir, provider="cpu")
+        Tagger(bundle_dir, provider="cpu", precision="int8")
 
 
 def test_unknown_model_and_precision(tiny_bundle: Path) -> None:

@@ -1,6 +1,7 @@
 """The ensemble tagger on real ONNX Runtime sessions of tiny models, checked against hand computations."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,14 @@ import pytest
 from PIL import Image
 
 from hashtag.runtime import Options, ProviderError, Tagger, load_bundle
+from hashtag.runtime.cpu import CpuFeatures, cpu_features, faster_cpu_precision
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.ov_session import openvino_installed
 from hashtag.runtime.pipeline import decode_ahead
 from hashtag.runtime.preprocess import input_key, normalize, prepare_batch, prepare_inputs, resize_rgb
 from hashtag.runtime.providers import available_providers, default_threads
+from hashtag.runtime.tagger import pick_variant
 from tinybundle import CAFFE, TAGS, TF, expected_probabilities, make_bundle, make_photo
 
 
@@ -102,11 +105,35 @@ def test_model_selection(tiny_bundle: Path, photos: list[Path]) -> None:
     assert only.scores == pytest.approx(full.models["xception"].scores)
 
 
-def test_precision_defaults_to_int8_on_cpu(tiny_bundle: Path) -> None:
+@pytest.mark.parametrize(("machine", "flags", "expected"), [
+    ("x86_64", {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"}, "int8"),
+    ("x86_64", {"avx2", "fma", "avx_vnni"}, "int8"),
+    ("x86_64", {"avx2", "fma", "amx_int8"}, "int8"),
+    ("x86_64", {"avx2", "fma", "avx512f", "avx512bw"}, "fp32"),
+    ("x86_64", {"avx2", "fma"}, "fp32"),
+    ("aarch64", {"asimd", "asimddp"}, "int8"),
+    ("aarch64", {"asimd"}, "fp32"),
+])
+def test_cpu_precision_rule(tiny_bundle: Path, machine: str, flags: set[str], expected: str) -> None:
+    spec = load_bundle(tiny_bundle).model("vgg16")
+    variant, why = pick_variant(spec, "cpu", None, CpuFeatures(machine, frozenset(flags)))
+    assert variant.precision == expected
+    assert ("has INT8 dot products" in why) == (expected == "int8")
+    only_int8 = dataclasses.replace(spec, variants={"int8": spec.variants["int8"]})
+    assert pick_variant(only_int8, "cpu", None, CpuFeatures(machine, frozenset(flags)))[0].precision == "int8"
+    assert pick_variant(spec, "cuda", None, CpuFeatures(machine, frozenset(flags)))[0].precision == "fp32"
+    assert pick_variant(spec, "cpu", "int8", CpuFeatures(machine, frozenset(flags)))[0].precision == "int8"
+
+
+def test_precision_on_this_cpu_and_forced(tiny_bundle: Path) -> None:
     tagger = Tagger(tiny_bundle, provider="cpu")
     assert tagger.provider == "cpu"
-    assert {d["precision"] for d in tagger.describe()} == {"int8"}
-    assert {d["precision"] for d in Tagger(tiny_bundle, provider="cpu", precision="fp32").describe()} == {"fp32"}
+    here = faster_cpu_precision(cpu_features())[0]
+    assert {d["precision"] for d in tagger.describe()} == {here}
+    for precision in ("int8", "fp32"):
+        forced = Tagger(tiny_bundle, provider="cpu", precision=precision).describe()
+        assert {d["precision"] for d in forced} == {precision}
+        assert {d["precision_reason"] for d in forced} == {"asked for (--precision)"}
     assert all(d["providers"] == ["CPUExecutionProvider"] for d in tagger.describe())
 
 
@@ -208,7 +235,8 @@ def test_openvino_provider_matches_onnxruntime(tiny_bundle: Path, photos: list[P
     pytest.importorskip("openvino")
     ov_tagger = Tagger(tiny_bundle, provider="openvino")
     assert ov_tagger.provider == "openvino"
-    assert all(d["providers"] == ["OpenVINO CPU"] and d["precision"] == "int8" for d in ov_tagger.describe())
+    here = faster_cpu_precision(cpu_features())[0]
+    assert all(d["providers"] == ["OpenVINO CPU"] and d["precision"] == here for d in ov_tagger.describe())
     ort_preds = Tagger(tiny_bundle, provider="cpu").predict(photos)
     for got, want in zip(ov_tagger.predict(photos), ort_preds):
         assert got.scores == pytest.approx(want.scores, abs=1e-4)

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import httpx
 import pytest
+from hashtag.runtime.cpu import cpu_features, faster_cpu_precision
 from hashtag.serve.config import ServeConfig
 from servekit import bomb_png, busy_uploads, cli_records, jpeg_bytes, thread_server
 from tinybundle import TAGS
@@ -132,7 +133,9 @@ def test_models_health_ready_and_schema(client: httpx.Client, tiny_bundle: Path)
     assert models["served"] == ["vgg16", "inceptionv3", "xception"]
     assert models["tags"] == list(TAGS)
     assert [m["name"] for m in models["models"]] == models["served"]
-    assert all(m["running"]["precision"] == "int8" for m in models["models"])
+    here = faster_cpu_precision(cpu_features())[0]
+    assert all(m["running"]["precision"] == here for m in models["models"])
+    assert models["default"] == models["served"] and models["fast"] is None
     assert {f["precision"] for f in models["models"][0]["files"]} == {"int8", "fp32"}
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}

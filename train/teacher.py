@@ -1,0 +1,84 @@
+"""The teacher's judgement for distillation: a bundle's per-model probabilities on photos, cached on disk.
+
+The teacher is a shipped bundle run through ``hashtag.runtime`` exactly as users run it (same decoding,
+preprocessing, precision), so the student learns what users of the ensemble see. Layout under the cache::
+
+    teacher-<manifest sha256[:12]>/<group>-<ids hash>/
+        ids.txt                 one photo id per row
+        probs.npy, done.npy     float32 [n, models, tags] (the bundle's model and tag order), bool [n]
+
+Rows are flushed batch by batch and marked done afterwards: a killed run resumes, a finished one is reused.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from hashtag.runtime.manifest import load_bundle, manifest_sha256
+from hashtag.runtime.tagger import Tagger
+from hashtag.train.progress import Progress
+
+
+class Photo(Protocol):
+    """What the teacher needs of a photo record."""
+
+    photo_id: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class TeacherProbabilities:
+    """Per-model probabilities of some photos: ``probs[row, model, tag]`` and which rows are filled."""
+
+    models: tuple[str, ...]
+    tags: tuple[str, ...]
+    probs: np.ndarray
+    done: np.ndarray
+
+    def ensemble(self) -> np.ndarray:
+        """The ensemble's probabilities [n, tags] (mean over the teacher's models)."""
+        return self.probs.mean(axis=1)
+
+
+def _group(cache_dir: Path, bundle: Path, group: str, photos: Sequence[Photo]) -> Path:
+    ids = hashlib.sha256("".join(f"{p.photo_id}\t{p.path.name}\n" for p in photos).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"teacher-{manifest_sha256(bundle)[:12]}" / f"{group}-{ids}"
+
+
+def _open(path: Path, shape: tuple[int, ...], dtype: str) -> np.memmap:
+    if path.exists():
+        arr = np.lib.format.open_memmap(path, mode="r+")
+        if arr.shape == shape and arr.dtype == np.dtype(dtype):
+            return arr
+        del arr
+        path.unlink()
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
+def teacher_probabilities(bundle: Path, cache_dir: Path, group: str, photos: Sequence[Photo],
+                          limit: int | None = None, threads: int | None = None, batch_size: int = 8,
+                          progress: bool = True) -> TeacherProbabilities:
+    """The bundle's ensemble models on ``photos`` (the first ``limit`` rows at most), computing only missing rows."""
+    tagger = Tagger(bundle, provider="cpu", threads=threads, batch_size=batch_size,
+                    models=load_bundle(bundle).ensemble_names)
+    folder = _group(cache_dir, bundle, group, photos)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ids.txt").write_text("".join(f"{p.photo_id}\n" for p in photos))
+    shape = (len(photos), len(tagger.names), len(tagger.bundle.tags))
+    probs, done = _open(folder / "probs.npy", shape, "float32"), _open(folder / "done.npy", (len(photos),), "bool")
+    wanted = np.arange(min(len(photos), limit if limit is not None else len(photos)))
+    missing = wanted[~done[wanted]]
+    with Progress(len(missing), f"teacher {group}", enabled=progress) as bar:
+        for start in range(0, len(missing), batch_size):
+            rows = missing[start:start + batch_size]
+            per_model = tagger.probabilities([tagger.decode(photos[r].path) for r in rows])
+            probs[rows] = np.stack([per_model[n] for n in tagger.names], axis=1)
+            probs.flush()
+            done[rows] = True
+            done.flush()
+            bar.update(len(rows))
+    return TeacherProbabilities(tagger.names, tagger.bundle.tags, np.asarray(probs), np.asarray(done))
