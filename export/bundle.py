@@ -32,6 +32,7 @@ def _model_metadata(result: ModelResult, run: TrainingRun, dataset_summary: dict
         "head": info.get("head"),
         "loss": info.get("loss"),
         "training": info.get("training"),
+        **{key: info[key] for key in ("distillation", "thresholds_source") if key in info},  # the fast model's
         "metrics": info.get("metrics"),
         "training_data": {"run_dataset": run.info.get("dataset"), "run_seed": run.info.get("seed"),
                           "summary": dataset_summary},

@@ -24,6 +24,7 @@ from hashtag.runtime.tagger import Tagger
 from hashtag.train.errors import SettingsError
 from hashtag.train.metrics import mean_ap, split_metrics
 from hashtag.train.progress import Progress
+from hashtag.train.real_photos import REAL_SPLITS, real_photos
 from hashtag.train.splits import SPLITS, split_of
 from hashtag.train.tables import KeywordFilter, select
 
@@ -39,7 +40,12 @@ class SplitPhotos:
 
 def split_photos(tables: Path, tags: tuple[str, ...], split: str = "test",
                  min_confidence: float = KeywordFilter.min_confidence) -> SplitPhotos:
-    """The photos of ``split`` (the dataset builder's hash split) with local image files, and their labels."""
+    """The photos of ``split`` with local image files, and their labels: a corpus split (the dataset builder's
+    hash split), or a half of the everyday photos (``tune``/``report``, see ``hashtag.train.real_photos``)."""
+    if split in REAL_SPLITS:
+        real = real_photos(Path(tables), tags, split)
+        return SplitPhotos([p.path for p in real], np.asarray([p.targets for p in real], dtype=np.int64)
+                           .reshape(-1, len(tags)), tags)
     selection = select(Path(tables), KeywordFilter(min_confidence), tags)
     paths, labels = [], []
     for photo in selection.photos:
@@ -52,8 +58,9 @@ def split_photos(tables: Path, tags: tuple[str, ...], split: str = "test",
 
 def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = None, threads: int | None = None,
                     batch_size: int = 16, progress: bool = True) -> dict[str, Any]:
-    """Metrics of each model and of the ensemble (with the manifest's thresholds) on ``photos``."""
-    tagger = Tagger(bundle, provider="cpu", precision=precision, threads=threads, batch_size=batch_size)
+    """Metrics of each model (the fast one too) and of the ensemble (with the manifest's thresholds) on ``photos``."""
+    tagger = Tagger(bundle, provider="cpu", precision=precision, threads=threads, batch_size=batch_size,
+                    models=[m.name for m in load_bundle(bundle).models])
     if tagger.bundle.tags != photos.tags:
         raise SettingsError(f"bundle tags {tagger.bundle.tags} differ from the photos' tags {photos.tags}")
     per_model: dict[str, list[np.ndarray]] = {m.spec.name: [] for m in tagger.models}
@@ -66,8 +73,9 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
     probs = {name: np.concatenate(parts) for name, parts in per_model.items()}
     results = {name: split_metrics(photos.labels, p, photos.tags, model_thresholds(tagger.bundle, name, None))
                for name, p in probs.items()}
-    results["ensemble"] = split_metrics(photos.labels, tagger.ensemble(probs), photos.tags,
-                                        ensemble_thresholds(tagger.bundle, tagger.names, None))
+    members = tagger.bundle.ensemble_names
+    results["ensemble"] = split_metrics(photos.labels, tagger.ensemble({n: probs[n] for n in members}), photos.tags,
+                                        ensemble_thresholds(tagger.bundle, members, None))
     base = tuple((tagger.bundle.raw.get("vocabulary") or {}).get("base_tags", ()))
     if base and set(base) < set(photos.tags):  # a wider vocabulary: score the original tags and the added apart
         for name in [*probs, "ensemble"]:
@@ -83,7 +91,8 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
 @deprecated_models_dir_option
 @click.option("--tables", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Tables folder with local images (e.g. ../shared/corpus).")
-@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
+@click.option("--split", type=click.Choice([*SPLITS, *REAL_SPLITS]), default="test", show_default=True,
+              help="A corpus split, or a half of the everyday photos (tune, report) with --tables of those.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None, help="Default: the runtime's CPU choice.")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
@@ -100,8 +109,8 @@ def main(bundle_dir: Path | None, models_arg: str | None, tables: Path, split: s
         r = results[name]
         groups = (f"  original tags {r['mAP_base']:.4f}  added tags {r['mAP_added']:.4f}"
                   if "mAP_base" in r else "")
-        click.echo(f"{name:12s} {split} mAP {r['mAP']:.4f}{groups}  micro F1 {r['micro_f1']:.4f}  "
-                   f"macro F1 {r['macro_f1']:.4f}  ({r['n_images']} photos)")
+        click.echo(f"{name:18s} {split} mAP {r['mAP']:.4f}{groups}  hashtags precision {r['micro_precision']:.3f} "
+                   f"recall {r['micro_recall']:.3f}  micro F1 {r['micro_f1']:.4f}  ({r['n_images']} photos)")
     if json_out:
         json_out.write_text(json.dumps(results, indent=2))
 

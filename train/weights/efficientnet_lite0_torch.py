@@ -21,6 +21,7 @@ TENSORS = 296  # in the file, num_batches_tracked and the classifier included
 PARAMETERS = 3_413_024  # notop, batch-norm moving statistics included
 # sum |w| over all notop weights, recorded at the first build (2026-12-03).
 ABS_SUM, ABS_SUM_TOL = 676637.3803, 0.01
+GRACE_HOPPER_TOP3 = (400, 667, 652)  # ImageNet classes: academic gown, mortarboard, military uniform
 MAPPING = ("lukemelas EfficientNet state dict (_conv_stem, _bn0, _blocks.N._expand_conv/_bn0/_depthwise_conv/_bn1/"
            "_project_conv/_bn2, _conv_head, _bn1) mapped tensor by tensor onto hashtag's Keras EfficientNet-Lite0")
 
@@ -76,6 +77,20 @@ def classifier(state: Mapping[str, np.ndarray], input_size: int = 224) -> Any:
     return model
 
 
+def imagenet_top5(state: Mapping[str, np.ndarray]) -> list[int]:
+    """ImageNet top-5 classes of matplotlib's grace_hopper.jpg (87.5% centre crop, bicubic to 224 px)."""
+    import matplotlib
+    from PIL import Image
+
+    img = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
+    w, h = img.size
+    side = min(w, h) * 0.875
+    img = img.crop(((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)).resize((224, 224),
+                                                                                          Image.Resampling.BICUBIC)
+    logits = np.asarray(classifier(state)((np.asarray(img, np.float32)[None] - 127.0) / 128.0))[0]
+    return [int(i) for i in np.argsort(-logits)[:5]]
+
+
 def build(path: Path) -> tuple[Any, dict[str, Any]]:
     """Keras EfficientNet-Lite0 notop (224 px) with the file's weights, and the mapping record."""
     state = load_state_dict(path)
@@ -86,4 +101,7 @@ def build(path: Path) -> tuple[Any, dict[str, Any]]:
     checks.append(fact_check("conv-base tensors left unused", left, []))
     checks.append(fact_check("parameters", int(model.count_params()), PARAMETERS))
     checks.append(value_check("sum |w| over all weights", abs_sum(model), ABS_SUM, ABS_SUM_TOL))
+    top3 = imagenet_top5(state)[:3]
+    checks.append(fact_check("ImageNet top-3 on grace_hopper.jpg (academic gown, mortarboard, military uniform)",
+                             top3, list(GRACE_HOPPER_TOP3)))
     return model, {"mapping": MAPPING, "checks": checks}
