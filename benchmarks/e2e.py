@@ -81,10 +81,11 @@ def _spread(values: Sequence[float]) -> dict[str, Any]:
 
 def measure_cli(
     bundle: Path, images: Sequence[Path], many: int, repeats: int, threads: int | None, provider: str,
-    folders: Mapping[str, Path] | None = None,
+    folders: Mapping[str, Path] | None = None, fast: bool = False,
 ) -> dict[str, Any]:
     """Time `hashtag models`, `hashtag predict IMG`, `hashtag predict IMG x many` and, for each of
-    ``folders`` (label -> folder), `hashtag predict --json FOLDER`, ``repeats`` times each, round-robin."""
+    ``folders`` (label -> folder), `hashtag predict --json FOLDER`, ``repeats`` times each, round-robin; with
+    ``fast``, the one-image and folder commands also with ``--fast`` (``predict_fast_...``), in the same rounds."""
     base = hashtag_command()
     predict = [*base, "predict", "--bundle", str(bundle), "--provider", provider]
     if threads:
@@ -96,6 +97,10 @@ def measure_cli(
         f"predict_{many}": [*predict, *many_images],
         **{f"predict_{label}": [*predict, "--json", str(folder)] for label, folder in (folders or {}).items()},
     }
+    if fast:
+        commands["predict_fast_1"] = [*predict, "--fast", str(images[0])]
+        commands.update({f"predict_fast_{label}": [*predict, "--fast", "--json", str(folder)]
+                         for label, folder in (folders or {}).items()})
     walls: dict[str, list[float]] = {name: [] for name in commands}
     rss: dict[str, list[float]] = {name: [] for name in commands}
     errors = []
@@ -124,7 +129,7 @@ def measure_cli(
         "peak_rss_mb": {name: max(v) for name, v in rss.items() if v},
         "errors": errors,
     }
-    if all(walls.values()):
+    if all(walls[n] for n in list(commands)[:3]):
         startup, cold, bulk = (min(walls[n]) for n in list(commands)[:3])
         result["breakdown"] = {
             "python_imports_manifest_s": startup,

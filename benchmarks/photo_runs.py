@@ -66,8 +66,13 @@ class EndToEnd:
     rss_growth_mb: list[float] = field(default_factory=list)
 
     @property
+    def fast(self) -> bool:
+        """Whether this runs the bundle's fast model alone (else the ensemble)."""
+        return any(m.spec.role == "fast" for m in self.tagger.models)
+
+    @property
     def label(self) -> str:
-        return f"e2e/{self.photos.label}/{self.way}"
+        return f"e2e/{self.photos.label}/{self.way}" + ("/fast" if self.fast else "")
 
     def measure_round(self) -> None:
         paths = self.photos.paths[: self.count]
@@ -89,6 +94,7 @@ class EndToEnd:
     def result(self) -> dict[str, Any]:
         return {
             "label": self.label, "size": list(self.photos.size), "way": self.way, "photos": self.count,
+            "models": list(self.tagger.names),
             "provider": self.tagger.provider, "batch_size": self.tagger.batch_size,
             "photos_per_s_median_round": stats.median_of_rounds(self.ips),
             "photos_per_s_best_round": stats.best_round(self.ips, lower_is_better=False),
@@ -97,11 +103,26 @@ class EndToEnd:
         }
 
 
+def fast_vs_ensemble(tasks: Sequence[EndToEnd]) -> dict[str, Any]:
+    """Per photo set: wall time per photo of the fast model over the ensemble's (pipelined), round by round."""
+    by_set: dict[str, dict[bool, EndToEnd]] = {}
+    for t in tasks:
+        if t.way == PIPELINED:
+            by_set.setdefault(t.photos.label, {})[t.fast] = t
+    out = {}
+    for label, kinds in by_set.items():
+        if {True, False} <= set(kinds):
+            ratios = stats.round_ratios([1 / x for x in kinds[True].ips], [1 / x for x in kinds[False].ips])
+            out[label] = {"time_ratio_median_of_rounds": stats.median_of_rounds(ratios), "per_round": ratios}
+    return out
+
+
 def pipelined_vs_full(tasks: Sequence[EndToEnd]) -> dict[str, Any]:
     """Per photo set: photos/s of the runtime's way over the full-decode way, round by round."""
     by_set: dict[str, dict[str, EndToEnd]] = {}
     for t in tasks:
-        by_set.setdefault(t.photos.label, {})[t.way] = t
+        if not t.fast:
+            by_set.setdefault(t.photos.label, {})[t.way] = t
     out = {}
     for label, ways in by_set.items():
         if {PIPELINED, FULL_DECODE} <= set(ways):

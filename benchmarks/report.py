@@ -86,7 +86,7 @@ def _end_to_end_table(result: dict[str, Any]) -> str:
     rows = [[r["label"], _fmt(r["photos_per_s_median_round"], 2), _fmt(r["photos_per_s_best_round"], 2),
              _fmt(r["rss_growth_mb_max"], 0),
              _fmt(speedups.get(f"{r['size'][0]}x{r['size'][1]}", {}).get("speedup_median_of_rounds"), 2)
-             if r["way"] == "pipelined" else ""]
+             if r["way"] == "pipelined" and not r["label"].endswith("/fast") else ""]
             for r in e2e["rows"]]
     return table(["photos (size/way)", "photos/s", "best photos/s", "RSS growth MB", "x full-decode"], rows)
 
@@ -145,8 +145,25 @@ def render_text(result: dict[str, Any]) -> str:
     else:
         lines.append(f"  predict cold start (1 image): {cold['min']:.3f} s min, {cold['median']:.3f} s median "
                      f"(target < {cold['target_max']} s: {'met' if cold['met'] else 'NOT met'})")
+    lines += _fast_lines(summary)
     lines += ["", "Notes:", *[f"  - {n}" for n in result["notes"]]]
     return "\n".join(lines)
+
+
+def _fast_lines(summary: dict[str, Any]) -> list[str]:
+    """The fast model against the ensemble (issue 23's targets), when the bundle has one."""
+    if "fast_model" not in summary:
+        return []
+    flags = ", ".join(summary["int8_dot_product_flags"]) or "none"
+    lines = [f"  fast model {summary['fast_model']} ({summary['fast_precision_here']} on this CPU; "
+             f"INT8 dot-product flags: {flags}):",
+             "  " + _ratio_line("fast/ensemble model p50", summary["fast_vs_ensemble_model_p50_ratio"]).strip(),
+             "  " + _ratio_line("`predict --fast`/`predict` wall, largest photos",
+                                summary["fast_vs_ensemble_predict_wall_ratio"]).strip()]
+    cold = summary["fast_predict_cold_start_s"]
+    lines.append(f"    `predict --fast` cold start (1 image): {_fmt(cold.get('median'), 3)} s median "
+                 f"(target <= {cold['target_max']} s: {'n/a' if cold['met'] is None else 'met' if cold['met'] else 'NOT met'})")
+    return lines
 
 
 def _summary_cells(summary: dict[str, Any]) -> list[str]:
@@ -161,6 +178,14 @@ def _summary_cells(summary: dict[str, Any]) -> list[str]:
         cells.append(f"{name} {_fmt(value, 2)} (target <= {r['target_max']})")
     cold = summary["predict_cold_start_s"]
     cells.append(f"`hashtag predict` cold start {_fmt(cold['median'], 2)} s (target < {cold['target_max']} s)")
+    if "fast_model" in summary:
+        for key, name in (("fast_vs_ensemble_model_p50_ratio", "fast/ensemble model p50"),
+                          ("fast_vs_ensemble_predict_wall_ratio", "`predict --fast`/`predict` wall, largest photos")):
+            r = summary[key]
+            cells.append(f"{name} {_fmt(r.get('ratio_median_of_rounds'), 3)} (target <= {r['target_max']:.3f})")
+        fast_cold = summary["fast_predict_cold_start_s"]
+        cells.append(f"`predict --fast` cold start {_fmt(fast_cold.get('median'), 2)} s "
+                     f"(target <= {fast_cold['target_max']} s)")
     rss = summary["predict_peak_rss_mb"]
     cells.append(f"`hashtag predict` peak RSS {_fmt(rss['max'], 0)} MB (target <= {rss['target_max']:.0f} MB)")
     return cells
@@ -190,7 +215,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += ["", f"End to end (decode + preprocess + ensemble, {e2e['provider']}, batch {e2e['batch_size']}):", "",
               "| photos | way | photos/s | best round | RSS growth MB |", "|---|---|---|---|---|"]
     for r in e2e["rows"]:
-        lines.append(f"| {r['size'][0]}x{r['size'][1]} | {r['way']} | {_fmt(r['photos_per_s_median_round'], 2)} | "
+        way = r["way"] + (" (fast model)" if r["label"].endswith("/fast") else "")
+        lines.append(f"| {r['size'][0]}x{r['size'][1]} | {way} | {_fmt(r['photos_per_s_median_round'], 2)} | "
                      f"{_fmt(r['photos_per_s_best_round'], 2)} | {_fmt(r['rss_growth_mb_max'], 0)} |")
     lines += ["", "; ".join(_summary_cells(result["summary"])) + "."]
     return "\n".join(lines) + "\n"

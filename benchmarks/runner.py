@@ -19,19 +19,31 @@ from hashtag.benchmarks import envinfo, stats
 from hashtag.benchmarks.e2e import measure_cli
 from hashtag.benchmarks.macs import onnx_available, peak_gmacs
 from hashtag.benchmarks.memory import peak_rss_mb
-from hashtag.benchmarks.photo_runs import FULL_DECODE, PIPELINED, EndToEnd, PhotoSet, make_photo_sets, pipelined_vs_full
+from hashtag.benchmarks.photo_runs import (
+    FULL_DECODE,
+    PIPELINED,
+    EndToEnd,
+    PhotoSet,
+    fast_vs_ensemble,
+    make_photo_sets,
+    pipelined_vs_full,
+)
 from hashtag.benchmarks.variants import ENSEMBLE, KERAS, STOCK_OPENVINO, Inputs, Variant, load_keras, load_onnx
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import PRECISIONS, Bundle, load_bundle
 from hashtag.runtime.preprocess import input_key, prepare_inputs
 from hashtag.runtime.providers import auto_providers, check_provider
-from hashtag.runtime.tagger import Tagger
+from hashtag.runtime.cpu import cpu_features
+from hashtag.runtime.tagger import Tagger, pick_variant
 
 RESULT_VERSION = 2
 MIN_CALLS = 3  # per variant, batch size and round, even when the time budget is spent
 TARGETS = {"int8_fp32_ensemble_p50_ratio": 0.4, "int8_keras_ensemble_p50_ratio": 0.3, "predict_cold_start_s": 1.5,
            "default_vs_openvino_ensemble_p50_ratio": 1.0, "predict_large_vs_small_wall_ratio": 1.25,
-           "predict_peak_rss_mb": 450.0}
+           "predict_peak_rss_mb": 450.0,
+           # the fast model (issue 23): model time, `hashtag predict` on 12-Mpx photos (by CPU kind), cold start
+           "fast_vs_ensemble_model_p50_ratio": 1 / 15, "fast_vs_ensemble_predict_wall_ratio_vnni": 1 / 3,
+           "fast_vs_ensemble_predict_wall_ratio_no_vnni": 1 / 8, "fast_predict_cold_start_s": 0.5}
 CPU_PROVIDERS = ("cpu", "openvino", STOCK_OPENVINO, KERAS)  # measured on the CPU cores (for the GMAC/s peak)
 PHOTO_SIZES = ((4000, 3000), (1280, 960), (320, 240))  # 12 Mpx as phones take them, Telegram's size, small
 Progress = Callable[[str], None]
@@ -134,7 +146,7 @@ class PreprocessingCost:
         self.bundle = bundle
         self.min_side = max(s.input_size for s in bundle.models)
         self.keys = {s.name: [input_key(s)] for s in bundle.models}
-        self.keys[ENSEMBLE] = [input_key(s) for s in bundle.models]
+        self.keys[ENSEMBLE] = [input_key(bundle.model(n)) for n in bundle.ensemble_names]
         self.rounds: dict[str, list[float]] = {}  # step -> per-round median ms per image
 
     def measure_round(self) -> None:
@@ -280,9 +292,9 @@ def _predict_targets(e2e: dict[str, Any] | None, photo_sets: Sequence[PhotoSet])
 
 
 def summarize(measured: list[Measured], bundle: Bundle, e2e: dict[str, Any] | None,
-              photo_sets: Sequence[PhotoSet] = ()) -> dict[str, Any]:
+              photo_sets: Sequence[PhotoSet] = (), env_int8_flags: Sequence[str] = ()) -> dict[str, Any]:
     """The figures the project is judged by: INT8 vs FP32, Keras and OpenVINO ensemble p50, `hashtag predict`."""
-    whole = ENSEMBLE if len(bundle.models) > 1 else bundle.models[0].name
+    whole = ENSEMBLE if len(bundle.ensemble_names) > 1 else bundle.ensemble_names[0]
     found = {(m.variant.model, m.variant.precision, m.variant.provider): m for m in measured}
     providers = [p for p in ("cpu", "cuda") if any(k[2] == p for k in found)]
     provider = providers[0] if providers else "cpu"
@@ -311,7 +323,45 @@ def summarize(measured: list[Measured], bundle: Bundle, e2e: dict[str, Any] | No
                       "reason": "end-to-end CLI run skipped or failed"}
     )
     summary.update(_predict_targets(e2e, photo_sets))
+    summary.update(_fast_targets(found, bundle, provider, env_int8_flags, e2e, photo_sets))
     return summary
+
+
+def _fast_targets(found: dict[tuple[str, str, str], Measured], bundle: Bundle, provider: str,
+                  int8_flags: Sequence[str], e2e: dict[str, Any] | None, photo_sets: Sequence[PhotoSet],
+                  ) -> dict[str, Any]:
+    """The fast model against the ensemble, measured in the same rounds: model p50 at the precision the runtime
+    picks on this CPU, `hashtag predict --fast` vs `hashtag predict` wall time on the largest photos, cold start."""
+    fast = next((m for m in bundle.models if m.role == "fast"), None)
+    if fast is None:
+        return {}
+    chosen = pick_variant(fast, provider, None)[0].precision if provider in ("cpu", "openvino") else None
+    out: dict[str, Any] = {"fast_model": fast.name, "fast_precision_here": chosen,
+                           "int8_dot_product_flags": list(int8_flags)}
+    out["fast_vs_ensemble_model_p50_ratio"] = _ratio(
+        found.get((fast.name, chosen or "int8", provider)), found.get((ENSEMBLE, "int8", provider)),
+        TARGETS["fast_vs_ensemble_model_p50_ratio"], f"needs {fast.name} {chosen} and the int8 ensemble on {provider}")
+    walls = (e2e or {}).get("wall_s", {})
+    kind = "vnni" if int8_flags else "no_vnni"
+    target = TARGETS[f"fast_vs_ensemble_predict_wall_ratio_{kind}"]
+    large = photo_sets[0].label if photo_sets else ""
+    ours, theirs = walls.get(f"predict_fast_{large}"), walls.get(f"predict_{large}")
+    if ours and theirs and len(ours["runs"]) == len(theirs["runs"]):
+        per_round = stats.round_ratios(ours["runs"], theirs["runs"])
+        ratio = stats.median_of_rounds(per_round)
+        out["fast_vs_ensemble_predict_wall_ratio"] = {
+            "numerator": f"predict_fast_{large}", "denominator": f"predict_{large}", "cpu_kind": kind,
+            "ratio_median_of_rounds": ratio, "ratio_best_rounds": min(ours["runs"]) / min(theirs["runs"]),
+            "per_round": per_round, "target_max": target, "met": ratio <= target}
+    else:
+        out["fast_vs_ensemble_predict_wall_ratio"] = {"ratio_median_of_rounds": None, "target_max": target,
+                                                      "met": None, "reason": "needs the end-to-end CLI runs"}
+    cold = walls.get("predict_fast_1")
+    target = TARGETS["fast_predict_cold_start_s"]
+    out["fast_predict_cold_start_s"] = (
+        {"min": cold["min"], "median": cold["median"], "target_max": target, "met": cold["median"] <= target}
+        if cold else {"median": None, "target_max": target, "met": None, "reason": "needs the end-to-end CLI runs"})
+    return out
 
 
 def run_benchmark(config: BenchConfig, images_meta: dict[str, Any], progress: Progress, scratch: Path,
@@ -342,9 +392,14 @@ def run_benchmark(config: BenchConfig, images_meta: dict[str, Any], progress: Pr
     tagger = Tagger(bundle, provider=config.provider, threads=config.threads)
     e2e_tasks = [EndToEnd(tagger, s, way, min(config.e2e_photos, config.photo_count))
                  for s in photo_sets for way in (PIPELINED, FULL_DECODE)]
+    has_fast = any(m.role == "fast" for m in bundle.models)
+    if has_fast:  # the fast model on the same photos, in the same rounds
+        fast_tagger = Tagger(bundle, provider=config.provider, threads=config.threads, models=[bundle.fast_name])
+        e2e_tasks += [EndToEnd(fast_tagger, s, PIPELINED, min(config.e2e_photos, config.photo_count))
+                      for s in photo_sets]
     for task in e2e_tasks:  # warm-up: first calls, file cache
         if task.way == PIPELINED:
-            list(tagger.predict_stream(task.photos.paths[: tagger.batch_size]))
+            list(task.tagger.predict_stream(task.photos.paths[: task.tagger.batch_size]))
     measured = [Measured(v) for v in variants]
     prep = PreprocessingCost(encoded, bundle)
     tasks: list[Measured | PreprocessingCost | EndToEnd] = [prep, *measured, *e2e_tasks]
@@ -374,7 +429,7 @@ def run_benchmark(config: BenchConfig, images_meta: dict[str, Any], progress: Pr
         progress(f"end to end: hashtag predict on 1 and {config.e2e_images} images and on each photo folder, "
                  f"{config.e2e_repeats}x")
         e2e = measure_cli(bundle.root, config.images, config.e2e_images, config.e2e_repeats, config.threads,
-                          config.provider, {s.label: s.folder for s in photo_sets})
+                          config.provider, {s.label: s.folder for s in photo_sets}, fast=has_fast)
         notes += [f"end-to-end error: {e}" for e in e2e["errors"]]
     notes.append("ensemble/*/cpu and ensemble/*/openvino are the runtime's own path (one Tagger, models side by "
                  "side); for openvino-stock and keras the ensemble runs its members in turn and its session_create_s, "
@@ -397,8 +452,9 @@ def run_benchmark(config: BenchConfig, images_meta: dict[str, Any], progress: Pr
         "preprocessing": prep.result(),
         "end_to_end": {"provider": tagger.provider, "batch_size": tagger.batch_size,
                        "rows": [t.result() for t in e2e_tasks],
-                       "pipelined_vs_full_decode": pipelined_vs_full(e2e_tasks)},
+                       "pipelined_vs_full_decode": pipelined_vs_full(e2e_tasks),
+                       "fast_vs_ensemble_time": fast_vs_ensemble(e2e_tasks)},
         "e2e": e2e,
-        "summary": summarize(measured, bundle, e2e, photo_sets),
+        "summary": summarize(measured, bundle, e2e, photo_sets, cpu_features().int8_flags),
         "notes": notes,
     }

@@ -161,8 +161,10 @@ def onnx_variants(
             members.append(Variant(spec.name, precision, provider, (spec.name,), call, create_s, cold_s * 1e3,
                                    _rss_delta(rss0), _macs(spec.variants[precision].path, macs_cache)))
         out.extend(members)
-        if len(members) == len(bundle.models) and len(members) > 1:
-            out.append(runtime_ensemble(bundle, provider, threads, precision, inputs, batch_sizes, warmup, members))
+        in_ensemble = [m for m in members if m.model in bundle.ensemble_names]
+        if len(in_ensemble) == len(bundle.ensemble_names) > 1:
+            out.append(runtime_ensemble(bundle, provider, threads, precision, inputs, batch_sizes, warmup,
+                                        in_ensemble))
     return out
 
 
@@ -170,7 +172,7 @@ def runtime_ensemble(
     bundle: Bundle, provider: str, threads: int | None, precision: str, inputs: Inputs, batch_sizes: Sequence[int],
     warmup: int, members: Sequence[Variant],
 ) -> Variant:
-    """The whole bundle in one Tagger, run as the runtime runs it (``Tagger.run_all``, then the ensemble)."""
+    """The bundle's ensemble in one Tagger, run as the runtime runs it (``Tagger.run_all``, then the mean)."""
     rss0 = current_rss_mb()
     tagger, create_s = _timed(Tagger, bundle, provider=provider, threads=threads, precision=precision)
     specs = [m.spec for m in tagger.models]
@@ -208,8 +210,9 @@ def stock_openvino_variants(
         _warm(call, batch_sizes, warmup)
         members.append(Variant(spec.name, "int8", STOCK_OPENVINO, (spec.name,), call, create_s, cold_s * 1e3,
                                _rss_delta(rss0), _macs(path, macs_cache)))
-    if len(members) == len(bundle.models) and len(members) > 1:
-        members.append(ensemble_of(members, "int8", STOCK_OPENVINO))
+    in_ensemble = [m for m in members if m.model in bundle.ensemble_names]
+    if len(in_ensemble) == len(bundle.ensemble_names) > 1:
+        members.append(ensemble_of(in_ensemble, "int8", STOCK_OPENVINO))
     return members
 
 
@@ -304,6 +307,7 @@ def load_keras(
                                _rss_delta(rss0), macs.get(spec.name)))
     notes.append(f"keras: tensorflow {tf.__version__}, intra-op threads "
                  f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
-    if len(members) == len(bundle.models) and len(members) > 1:
-        members.append(ensemble_of(members, "fp32", KERAS))
+    in_ensemble = [m for m in members if m.model in bundle.ensemble_names]
+    if len(in_ensemble) == len(bundle.ensemble_names) > 1:
+        members.append(ensemble_of(in_ensemble, "fp32", KERAS))
     return members

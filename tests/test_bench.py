@@ -20,13 +20,18 @@ from PIL import Image
 from hashtag.benchmarks.e2e import run_timed
 from hashtag.benchmarks.macs import macs_per_cycle
 from hashtag.runtime.cli import main
+from hashtag.runtime.cpu import cpu_features, faster_cpu_precision
 from hashtag.runtime.ov_session import openvino_installed
+from tinybundle import DEFAULT_MODELS, FAST_MODEL, make_bundle
 
-MODELS = ("vgg16", "inceptionv3", "xception", "ensemble")
+MODELS = ("vgg16", "inceptionv3", "xception", "efficientnet_lite0", "ensemble")
 BATCHES = (1, 4, 8, 16)
 OPENVINO = openvino_installed()
 RUNTIME_PROVIDERS = ("cpu", "openvino") if OPENVINO else ("cpu",)
-TINY_MACS = {"vgg16": 12, "inceptionv3": 12, "xception": 12, "ensemble": 36}  # one MatMul [1,3]x[3,4] each
+ENSEMBLE = [m["name"] for m in DEFAULT_MODELS]
+FAST = FAST_MODEL["name"]
+# one MatMul [1,3]x[3,4] each; the ensemble is the three members, not the fast model
+TINY_MACS = {"vgg16": 12, "inceptionv3": 12, "xception": 12, "efficientnet_lite0": 12, "ensemble": 36}
 
 
 def bench(*args: str) -> tuple[int, str, str]:
@@ -35,10 +40,16 @@ def bench(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def quick_run(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
+def bench_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny ensemble with a tiny fast model: every row of `hashtag bench` has something to measure."""
+    return make_bundle(tmp_path_factory.mktemp("bench-bundle") / "bundle", (*DEFAULT_MODELS, FAST_MODEL))
+
+
+@pytest.fixture(scope="module")
+def quick_run(bench_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
     """One full --quick run (with the `hashtag predict` subprocesses), shared by the tests below."""
     out = tmp_path_factory.mktemp("bench")
-    code, stdout, stderr = bench("--bundle", str(tiny_bundle), "--quick", "--threads", "1", "--e2e-images", "20",
+    code, stdout, stderr = bench("--bundle", str(bench_bundle), "--quick", "--threads", "1", "--e2e-images", "20",
                                  "--out", str(out))
     assert code == 0, stderr
     return json.loads((out / "bench.json").read_text()), out, stdout
@@ -98,7 +109,7 @@ def test_markdown_table_for_the_readme(quick_run) -> None:  # noqa: ANN001
     assert "INT8/FP32 ensemble p50" in text and "cold start" in text
 
 
-def test_environment_is_recorded(quick_run, tiny_bundle: Path) -> None:  # noqa: ANN001
+def test_environment_is_recorded(quick_run, bench_bundle: Path) -> None:  # noqa: ANN001
     result, _, _ = quick_run
     env = result["environment"]
     assert env["cpu"]["model"] and env["cpu"]["usable_cpus"] >= 1
@@ -106,7 +117,7 @@ def test_environment_is_recorded(quick_run, tiny_bundle: Path) -> None:  # noqa:
     assert env["software"]["onnxruntime"] == onnxruntime.__version__
     assert env["software"]["numpy"] == numpy.__version__
     assert env["software"]["python"] == platform.python_version()
-    assert env["bundle"]["manifest_sha256"] == hashlib.sha256((tiny_bundle / "manifest.json").read_bytes()).hexdigest()
+    assert env["bundle"]["manifest_sha256"] == hashlib.sha256((bench_bundle / "manifest.json").read_bytes()).hexdigest()
     assert "gpu" in env and result["hardware"].startswith(env["cpu"]["model"])
     assert result["process"]["peak_rss_mb"] > 10
     assert result["images"]["source"].startswith("synthetic") and result["images"]["count"] == 3
@@ -130,7 +141,8 @@ def test_summary_and_end_to_end(quick_run) -> None:  # noqa: ANN001
     assert keras["ratio_median_of_rounds"] is None and "keras-run" in keras["reason"]
     e2e = result["e2e"]
     assert e2e["errors"] == []
-    assert set(e2e["wall_s"]) == {"startup", "predict_1", "predict_20", "predict_640x480", "predict_160x120"}
+    assert set(e2e["wall_s"]) == {"startup", "predict_1", "predict_20", "predict_640x480", "predict_160x120",
+                                  "predict_fast_1", "predict_fast_640x480", "predict_fast_160x120"}
     cold = result["summary"]["predict_cold_start_s"]
     assert cold["min"] == e2e["wall_s"]["predict_1"]["min"] > 0.05
     assert all(20 < mb < 2000 for mb in e2e["peak_rss_mb"].values())
@@ -144,6 +156,32 @@ def test_summary_and_end_to_end(quick_run) -> None:  # noqa: ANN001
     for text in ("Summary (cpu", "INT8/FP32 ensemble p50", "INT8/Keras FP32 ensemble p50", "predict cold start",
                  "ensemble/int8/cpu", "hardware:", "default path/OpenVINO stock ensemble p50",
                  "`hashtag predict` wall, largest/smallest photos", "`hashtag predict` peak RSS"):
+        assert text in stdout
+
+
+def test_fast_model_against_the_ensemble_in_the_same_run(quick_run) -> None:  # noqa: ANN001
+    """The fast model's rows, its ratios to the ensemble round by round, `predict --fast`, the CPU's flags."""
+    result, _, stdout = quick_run
+    summary = result["summary"]
+    here = faster_cpu_precision(cpu_features())[0]
+    assert summary["fast_model"] == FAST and summary["fast_precision_here"] == here
+    assert summary["int8_dot_product_flags"] == list(cpu_features().int8_flags)
+    model = summary["fast_vs_ensemble_model_p50_ratio"]
+    assert (model["numerator"], model["denominator"]) == (f"{FAST}/{here}/cpu", "ensemble/int8/cpu")
+    per = {v["label"]: v["latency_ms_p50_per_round"] for v in result["variants"]}
+    assert model["per_round"] == pytest.approx([a / b for a, b in zip(per[f"{FAST}/{here}/cpu"],
+                                                                      per["ensemble/int8/cpu"])])
+    assert model["target_max"] == pytest.approx(1 / 15)
+    wall = summary["fast_vs_ensemble_predict_wall_ratio"]
+    walls = result["e2e"]["wall_s"]
+    assert wall["per_round"] == [walls["predict_fast_640x480"]["runs"][0] / walls["predict_640x480"]["runs"][0]]
+    assert wall["cpu_kind"] == ("vnni" if cpu_features().int8_flags else "no_vnni")
+    assert wall["target_max"] == pytest.approx(1 / 3 if cpu_features().int8_flags else 1 / 8)
+    cold = summary["fast_predict_cold_start_s"]
+    assert cold["median"] == walls["predict_fast_1"]["median"] and cold["target_max"] == 0.5
+    times = result["end_to_end"]["fast_vs_ensemble_time"]["640x480"]
+    assert len(times["per_round"]) == 2 and times["time_ratio_median_of_rounds"] > 0
+    for text in ("fast model efficientnet_lite0", "fast/ensemble model p50", "`predict --fast` cold start"):
         assert text in stdout
 
 
@@ -166,14 +204,16 @@ def test_end_to_end_rows_per_photo_size(quick_run) -> None:  # noqa: ANN001
     result, out, _ = quick_run
     e2e = result["end_to_end"]
     assert e2e["provider"] == result["summary"]["default_cpu_provider"]
-    assert [(r["size"], r["way"]) for r in e2e["rows"]] == [
-        ([640, 480], "pipelined"), ([640, 480], "full-decode"), ([160, 120], "pipelined"), ([160, 120], "full-decode")]
+    assert [(r["size"], r["way"], r["models"]) for r in e2e["rows"]] == [
+        ([640, 480], "pipelined", ENSEMBLE), ([640, 480], "full-decode", ENSEMBLE),
+        ([160, 120], "pipelined", ENSEMBLE), ([160, 120], "full-decode", ENSEMBLE),
+        ([640, 480], "pipelined", [FAST]), ([160, 120], "pipelined", [FAST])]
     for r in e2e["rows"]:
         assert r["photos"] == 3 and len(r["photos_per_s_per_round"]) == 2
         assert r["photos_per_s_best_round"] >= r["photos_per_s_median_round"] > 0
         assert r["rss_growth_mb_max"] is not None and r["rss_growth_mb_max"] >= 0  # Linux reports VmHWM
     speedup = e2e["pipelined_vs_full_decode"]["640x480"]
-    rows = {(r["size"][0], r["way"]): r for r in e2e["rows"]}
+    rows = {(r["size"][0], r["way"]): r for r in e2e["rows"] if r["models"] == ENSEMBLE}
     pipelined, full = (rows[(640, way)]["photos_per_s_per_round"] for way in ("pipelined", "full-decode"))
     assert speedup["per_round"] == pytest.approx([a / b for a, b in zip(pipelined, full)])
     assert "| 640x480 | pipelined |" in (out / "bench.md").read_text()
@@ -198,7 +238,7 @@ def test_folder_of_images_precision_filter_and_batches(tiny_bundle: Path, photos
     result = json.loads((tmp_path / "bench.json").read_text())
     providers = (*RUNTIME_PROVIDERS, *(("openvino-stock",) if OPENVINO else ()))
     assert sorted((r["model"], r["provider"], r["batch"]) for r in result["rows"]) == sorted(
-        itertools.product(MODELS, providers, (1, 4)))
+        itertools.product([m for m in MODELS if m != FAST], providers, (1, 4)))
     assert {r["precision"] for r in result["rows"]} == {"int8"}
     assert result["images"] == {"source": str(photos[0].parent), "count": 3, "files": [p.name for p in photos]}
     assert result["e2e"] is None
@@ -269,7 +309,7 @@ def test_keras_comparison(tiny_bundle: Path, tmp_path: Path) -> None:
     assert code == 0, stderr
     result = json.loads((tmp_path / "out" / "bench.json").read_text())
     keras_rows = [r for r in result["rows"] if r["provider"] == "keras"]
-    assert sorted((r["model"], r["batch"]) for r in keras_rows) == sorted(itertools.product(MODELS, (1, 4)))
+    assert sorted((r["model"], r["batch"]) for r in keras_rows) == sorted(itertools.product([m for m in MODELS if m != FAST], (1, 4)))
     assert all(r["precision"] == "fp32" and r["latency_ms_p50"] > 0 for r in keras_rows)
     ratio = result["summary"]["int8_keras_ensemble_p50_ratio"]
     assert ratio["denominator"] == "ensemble/fp32/keras" and ratio["ratio_median_of_rounds"] > 0
