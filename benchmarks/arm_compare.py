@@ -303,8 +303,13 @@ def build_summary(results: Path, **meta: Any) -> dict[str, Any]:
         label = d.name[len(CANDIDATE_PREFIX):]
         cmp_path = results / f"compare-{label}.json"
         cmp = json.loads(cmp_path.read_text()) if cmp_path.is_file() else None
+        fast_path = results / f"compare-fast-{label}.json"
+        fast = json.loads(fast_path.read_text()) if fast_path.is_file() else None
         runs.append({"label": label, "dir": d.name, "compare": cmp_path.name,
-                     "ok": bool(cmp and cmp["ok"]),
+                     "fast_compare": fast_path.name if fast else None,
+                     "fast_ok": None if fast is None else bool(fast["ok"]),
+                     "fast_max_abs_diff": fast["max_abs_diff"] if fast else None,
+                     "ok": bool(cmp and cmp["ok"]) and (fast is None or bool(fast["ok"])),
                      "hashtags_identical": bool(cmp and cmp["hashtags_identical"]),
                      "within_tolerance": bool(cmp and cmp["within_tolerance"]),
                      "max_abs_diff": cmp["max_abs_diff"] if cmp else None})
@@ -365,6 +370,17 @@ def render_report(results: Path, summary: Mapping[str, Any]) -> str:
         lines.append(f"| {run['label']} | {feats} | {same} | {len(cmp.get('order_differences', []))} "
                      f"| {cmp['max_abs_diff']:.3f} ({within}) | {at.get('model', '')} `{at.get('tag', '')}` on "
                      f"{at.get('image', '')}: {at.get('reference', 0):.4f} vs {at.get('candidate', 0):.4f} |")
+    fast_runs = [(run, load(run["fast_compare"])) for run, _, _, _ in runs if run.get("fast_compare")]
+    if fast_runs:
+        lines += ["", "The fast model alone (`hashtag predict --fast --json`, the precision the runtime picks on each "
+                      "CPU), against the same command on x86-64:", "",
+                  "| emulated CPU | same hashtags | largest probability difference | where |", "|---|---|---|---|"]
+        for run, cmp in fast_runs:
+            at = cmp.get("max_abs_diff_at") or {}
+            same = (f"yes, {cmp['compared']}/{cmp['images']} photos" if cmp["hashtags_identical"]
+                    else f"**no**: {len(cmp['hashtag_mismatches'])} differ")
+            lines.append(f"| {run['label']} | {same} | {cmp['max_abs_diff']:.3f} | {at.get('model', '')} "
+                         f"`{at.get('tag', '')}` on {at.get('image', '')} |")
     lines += ["", f"x86-64 reference CPU: {', '.join(ref_env['cpu'].get('int8_flags', []))}.", "",
               "Per model: largest probability difference / largest logit difference / tag scores over the target "
               "(of all photos x tags):", "",

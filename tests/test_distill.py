@@ -1,0 +1,84 @@
+"""Distillation pieces: the target rule, threshold matching, the stable splits, and the teacher cache."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hashtag.runtime import Tagger
+from hashtag.train.distill import Rows, fold_of, matched_thresholds, soft_targets
+from hashtag.train.metrics import threshold_for_recall
+from hashtag.train.partial_labels import UNKNOWN
+from hashtag.train.real_photos import real_split_of
+from hashtag.train.teacher import teacher_probabilities
+from tinybundle import TAGS, make_photo
+
+NAN = math.nan
+
+
+def test_targets_mix_labels_and_teacher_and_mask_what_neither_knows() -> None:
+    labels = np.array([[1, 0, UNKNOWN, UNKNOWN]], dtype=np.int8)
+    teacher = np.array([[0.8, 0.4, 0.3, NAN]], dtype=np.float32)
+    rows = Rows(["a"], np.zeros((1, 2), np.float32), labels, teacher)
+    target, weight = soft_targets(rows, alpha=0.25, teacher_weight=0.5)
+    np.testing.assert_allclose(target, [[0.75 * 1 + 0.25 * 0.8, 0.25 * 0.4, 0.3, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(weight, [[1.0, 1.0, 0.5, 0.0]])
+    labels_only, _ = soft_targets(rows, alpha=0.0, teacher_weight=1.0)
+    np.testing.assert_allclose(labels_only[0, :3], [1.0, 0.0, 0.3])  # the teacher still fills the unknown one
+
+
+def test_threshold_for_recall_is_the_most_precise_cut_reaching_it() -> None:
+    y = np.array([1, 1, 0, 1, 0, 0])
+    s = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.1])
+    assert threshold_for_recall(y, s, 2 / 3) == pytest.approx(0.8)
+    assert threshold_for_recall(y, s, 1.0) == pytest.approx(0.6)
+    assert threshold_for_recall(np.array([0, 0]), np.array([0.2, 0.3]), 0.5) == 0.5  # no positive: the default
+    assert threshold_for_recall(np.array([1, UNKNOWN, 1]), np.array([0.9, 0.95, 0.4]), 0.5) == pytest.approx(0.9)
+
+
+def test_thresholds_match_the_ensembles_recall_per_tag() -> None:
+    labels = np.array([[1, UNKNOWN], [1, UNKNOWN], [1, UNKNOWN], [0, UNKNOWN]], dtype=np.int8)
+    teacher = np.array([[0.9, 0], [0.6, 0], [0.2, 0], [0.7, 0]], dtype=np.float32)  # finds 2 of 3 at 0.5
+    student = np.array([[0.3, 0], [0.8, 0], [0.4, 0], [0.5, 0]], dtype=np.float32)
+    thresholds, source = matched_thresholds(("a", "b"), student, teacher, labels, {"a": 0.5, "b": 0.5},
+                                            {"a": 0.9, "b": 0.7})
+    assert thresholds["a"] == pytest.approx(0.4) and "0.667 matched" in source["a"]
+    assert math.isnan(thresholds["b"]) and source["b"].startswith("corpus val")
+
+
+def test_splits_are_stable_and_about_half() -> None:
+    ids = [f"mir{i:05d}" for i in range(4000)]
+    tune = [i for i in ids if real_split_of(i) == "tune"]
+    assert 0.45 < len(tune) / len(ids) < 0.55
+    assert [real_split_of(i) for i in ids[:50]] == [real_split_of(i) for i in ids[:50]]
+    folds = [fold_of(i) for i in tune]
+    assert set(folds) == {0, 1} and 0.4 < np.mean(folds) < 0.6
+    # folds do not follow the tune/report split (a different hash input)
+    assert 0.4 < np.mean([fold_of(i) for i in ids]) < 0.6
+
+
+@dataclass(frozen=True)
+class Photo:
+    photo_id: str
+    path: Path
+
+
+def test_teacher_cache_resumes_and_matches_the_runtime(tiny_bundle: Path, tmp_path: Path) -> None:
+    photos = [Photo(f"p{i}", make_photo(tmp_path / f"p{i}.jpg", seed=i)) for i in range(5)]
+    first = teacher_probabilities(tiny_bundle, tmp_path / "cache", "g", photos, limit=3, batch_size=2, progress=False)
+    assert first.done.tolist() == [True, True, True, False, False]
+    assert first.probs.shape == (5, 3, len(TAGS)) and first.models == ("vgg16", "inceptionv3", "xception")
+    group = next((tmp_path / "cache").glob("teacher-*/g-*"))
+    before = (group / "probs.npy").stat().st_mtime_ns
+    again = teacher_probabilities(tiny_bundle, tmp_path / "cache", "g", photos, limit=3, progress=False)
+    assert (group / "probs.npy").stat().st_mtime_ns == before  # nothing recomputed
+    np.testing.assert_array_equal(again.probs[:3], first.probs[:3])
+    full = teacher_probabilities(tiny_bundle, tmp_path / "cache", "g", photos, progress=False)
+    assert full.done.all()
+    tagger = Tagger(tiny_bundle, provider="cpu")
+    for i, photo in enumerate(photos):
+        expected = tagger.predict_one(photo.path)
+        np.testing.assert_allclose(full.ensemble()[i], [expected.scores[t] for t in TAGS], atol=1e-5)
