@@ -82,3 +82,71 @@ def test_teacher_cache_resumes_and_matches_the_runtime(tiny_bundle: Path, tmp_pa
     for i, photo in enumerate(photos):
         expected = tagger.predict_one(photo.path)
         np.testing.assert_allclose(full.ensemble()[i], [expected.scores[t] for t in TAGS], atol=1e-5)
+
+
+def write_tables(root: Path, seeds: range) -> Path:
+    """An everyday-photos style tables folder (photos.tsv000, keywords.tsv000, images/) of trainkit's photos."""
+    from trainkit import TAGS as TINY_TAGS
+    from trainkit import labels_of
+
+    (root / "images").mkdir(parents=True)
+    photos = ["photo_id\tphoto_image_url\tphoto_width\tphoto_height\tphoto_source"]
+    keywords = ["photo_id\tkeyword\tai_service_1_confidence\tai_service_2_confidence\tsuggested_by_user"]
+    for seed in seeds:
+        pid = f"mir{seed:05d}"
+        make_photo(root / "images" / f"{pid}.jpg", size=(80, 60), seed=seed, fmt="JPEG")
+        photos.append(f"{pid}\timages/{pid}.jpg\t80\t60\tmirflickr")
+        keywords += [f"{pid}\t{tag}\t100.0\t\tf" for tag, on in zip(TINY_TAGS, labels_of(seed)) if on]
+    (root / "photos.tsv000").write_text("\n".join(photos) + "\n")
+    (root / "keywords.tsv000").write_text("\n".join(keywords) + "\n")
+    return root
+
+
+def test_distill_writes_a_run_export_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hashtag distill` end to end on tiny data, with a tiny three-tag teacher bundle and random Lite0 weights."""
+    import json
+
+    from click.testing import CliRunner
+
+    from hashtag.export.run import load_run
+    from hashtag.runtime.cli import main
+    from hashtag.train.weights.efficientnet_lite import efficientnet_lite0
+    from tinybundle import DEFAULT_MODELS, make_bundle
+    from trainkit import TAGS as TINY_TAGS
+    from trainkit import make_dataset
+
+    monkeypatch.setenv("HASHTAG_PYPI_INDEX", "http://127.0.0.1:9/simple/")  # nothing may be fetched
+    data = make_dataset(tmp_path / "data", counts=(24, 8, 8))
+    everyday = write_tables(tmp_path / "everyday", range(100, 140))
+    teacher = make_bundle(tmp_path / "teacher", DEFAULT_MODELS, tags=TINY_TAGS)
+    manifest = json.loads((teacher / "manifest.json").read_text())
+    manifest["ensemble"]["metrics"] = {"val": {"per_tag": {t: {"recall": 0.8} for t in TINY_TAGS}}}
+    (teacher / "manifest.json").write_text(json.dumps(manifest))
+    weights = tmp_path / "lite0.weights.h5"
+    efficientnet_lite0(224).save_weights(weights)
+
+    args = ["distill", "--data", str(data), "--everyday", str(everyday), "--bundle", str(teacher),
+            "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--weights-source", str(weights),
+            "--alphas", "0,1", "--max-epochs", "3", "--input-size", "64", "--corpus-size", "48"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    run = load_run(tmp_path / "run")
+    (model,) = run.models
+    assert model.name == "efficientnet_lite0" and model.input_size == 64 and model.tags == TINY_TAGS
+    info = model.info
+    assert info["role"] == "fast" and set(info["thresholds_source"]) == set(TINY_TAGS)
+    assert [c["alpha"] for c in info["distillation"]["candidates"]] == [0.0, 1.0]
+    assert info["distillation"]["chosen"]["alpha"] in (0.0, 1.0) and 1 <= info["distillation"]["chosen"]["epochs"] <= 3
+    assert {"val", "test", "everyday_report", "everyday_report_ensemble", "everyday_tune_out_of_fold"} <= set(
+        info["metrics"])
+    report = info["metrics"]["everyday_report"]["n_images"]
+    tune = info["training_data"]["everyday_tune_photos"]
+    assert report + tune == 40 and report == info["training_data"]["everyday_report_photos"]
+    import keras
+
+    saved = keras.models.load_model(model.keras_path, compile=False)
+    assert saved.input_shape == (None, 64, 64, 3) and saved.output_shape == (None, 3)
+    # a rerun reuses every cached feature and teacher probability
+    cached = sorted(p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy"))
+    assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0
+    assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")) == cached

@@ -43,6 +43,7 @@ class DistillConfig:
 
     alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
     teacher_weight: float = 1.0  # weight of teacher-only elements relative to labelled ones
+    everyday_weight: float = 3.0  # weight of an everyday (tune half) photo relative to a corpus one
     max_epochs: int = 40
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -54,32 +55,44 @@ class DistillConfig:
             raise ValueError(f"alphas must lie in [0, 1], got {self.alphas}")
         if self.max_epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0 or self.teacher_weight < 0:
             raise ValueError("max_epochs and batch_size must be >= 1, learning_rate > 0, teacher_weight >= 0")
+        if not self.everyday_weight > 0:
+            raise ValueError(f"everyday_weight must be positive, got {self.everyday_weight}")
 
 
 @dataclass
 class Rows:
-    """Training or evaluation rows: features, targets (1/0/UNKNOWN), teacher probabilities (NaN: none)."""
+    """Training or evaluation rows: features, targets (1/0/UNKNOWN), teacher probabilities (NaN: none), and
+    each row's weight in the loss."""
 
     ids: list[str]
     x: np.ndarray
     labels: np.ndarray
     teacher: np.ndarray
+    weight: np.ndarray | None = None  # None: 1 for every row
 
     def __post_init__(self) -> None:
         n = len(self.ids)
-        if not (len(self.x) == len(self.labels) == len(self.teacher) == n):
+        if self.weight is None:
+            self.weight = np.ones(n, np.float32)
+        if not (len(self.x) == len(self.labels) == len(self.teacher) == len(self.weight) == n):
             raise ValueError("rows differ in length")
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def take(self, mask: np.ndarray) -> "Rows":
-        return Rows([i for i, m in zip(self.ids, mask) if m], self.x[mask], self.labels[mask], self.teacher[mask])
+        return Rows([i for i, m in zip(self.ids, mask) if m], self.x[mask], self.labels[mask], self.teacher[mask],
+                    self.weight[mask])
+
+    def weighted(self, weight: float) -> "Rows":
+        """The same rows, each weighing ``weight``."""
+        return Rows(self.ids, self.x, self.labels, self.teacher, np.full(len(self.ids), weight, np.float32))
 
     @staticmethod
     def concat(parts: Sequence["Rows"]) -> "Rows":
         return Rows([i for p in parts for i in p.ids], np.concatenate([p.x for p in parts]),
-                    np.concatenate([p.labels for p in parts]), np.concatenate([p.teacher for p in parts]))
+                    np.concatenate([p.labels for p in parts]), np.concatenate([p.teacher for p in parts]),
+                    np.concatenate([p.weight for p in parts]))
 
 
 def soft_targets(rows: Rows, alpha: float, teacher_weight: float) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +103,8 @@ def soft_targets(rows: Rows, alpha: float, teacher_weight: float) -> tuple[np.nd
     teacher = np.nan_to_num(rows.teacher).astype(np.float32)
     target = np.where(known & has_teacher, (1 - alpha) * label + alpha * teacher,
                       np.where(known, label, teacher)).astype(np.float32)
-    weight = np.where(known, 1.0, np.where(has_teacher, teacher_weight, 0.0)).astype(np.float32)
-    return target, weight
+    weight = np.where(known, 1.0, np.where(has_teacher, teacher_weight, 0.0)) * rows.weight[:, None]
+    return target, weight.astype(np.float32)
 
 
 def fold_of(photo_id: str) -> int:
@@ -155,7 +168,7 @@ def cross_fit(corpus: Rows, tune: Rows, tune_views: Rows, config: DistillConfig,
     for alpha in config.alphas:
         per_epoch = np.zeros((config.max_epochs, *tune.labels.shape), dtype=np.float32)
         for k in range(FOLDS):
-            fit_rows = Rows.concat([corpus, tune_views.take(view_folds != k)])
+            fit_rows = Rows.concat([corpus, tune_views.take(view_folds != k).weighted(config.everyday_weight)])
             held = tune.take(folds == k)
             _, seen = train_head(fit_rows, alpha, config, config.max_epochs, watch=held)
             per_epoch[:, folds == k] = np.stack(seen)

