@@ -28,14 +28,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from hashtag.runtime.contract import Prediction
+from hashtag.runtime.cpu import arm_hwcaps
+from hashtag.runtime.cpu import cpu_features as runtime_cpu_features
 
 DEFAULT_TOLERANCE = 0.02
 ENSEMBLE = "ensemble"  # the key used for the ensemble's scores next to the model names
 
-# Linux aarch64 auxiliary-vector bits (asm/hwcap.h) for the features that choose ONNX Runtime's INT8 kernels.
-HWCAP_BITS = {"asimd": 1 << 1, "asimddp": 1 << 20, "sve": 1 << 22}
-HWCAP2_BITS = {"sve2": 1 << 1, "i8mm": 1 << 13, "bf16": 1 << 14}
-AT_HWCAP, AT_HWCAP2 = 16, 26
 
 
 class CompareError(ValueError):
@@ -219,22 +217,13 @@ def select_photos(dest: Path, corpus: Path | None, n: int, extra: Sequence[Path]
 
 
 def cpu_features() -> dict[str, Any]:
-    """What the process sees of the CPU: on aarch64 the auxiliary vector (what qemu says it emulates)."""
+    """What the process sees of the CPU (hashtag.runtime.cpu): on aarch64 the auxiliary vector (what qemu says
+    it emulates), on x86 the /proc/cpuinfo flags that decide INT8 speed."""
     info: dict[str, Any] = {"machine": platform.machine()}
     if platform.machine() in ("aarch64", "arm64") and sys.platform.startswith("linux"):
-        import ctypes
-
-        getauxval = ctypes.CDLL(None).getauxval
-        getauxval.restype = ctypes.c_ulong
-        hwcap, hwcap2 = getauxval(AT_HWCAP), getauxval(AT_HWCAP2)
-        info["hwcap"] = sorted(k for k, bit in HWCAP_BITS.items() if hwcap & bit)
-        info["hwcap2"] = sorted(k for k, bit in HWCAP2_BITS.items() if hwcap2 & bit)
-    elif Path("/proc/cpuinfo").is_file():
-        flags: set[str] = set()
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("flags"):
-                flags |= set(line.split(":", 1)[1].split())
-        info["int8_flags"] = sorted(flags & {"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8"})
+        info["hwcap"], info["hwcap2"] = arm_hwcaps()
+    else:
+        info["int8_flags"] = sorted(runtime_cpu_features().flags)
     if os.environ.get("QEMU_CPU"):
         info["qemu_cpu"] = os.environ["QEMU_CPU"]
     return info

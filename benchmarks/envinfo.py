@@ -11,10 +11,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from hashtag.runtime.cpu import X86_REPORTED_FLAGS
 from hashtag.runtime.manifest import manifest_sha256
 from hashtag.runtime.providers import usable_cpus
 
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni")
+CPU_FLAGS = X86_REPORTED_FLAGS  # the SIMD flags that decide INT8/FP32 speed (hashtag.runtime.cpu)
 TOOL_TIMEOUT_S = 10
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import click
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import PRECISIONS, load_bundle
-from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
+from hashtag.runtime.options import bundle_option, models_option, resolve_bundle
 from hashtag.runtime.prediction import ensemble_thresholds, model_thresholds
 from hashtag.runtime.tagger import Tagger
 from hashtag.train.errors import SettingsError
@@ -57,10 +57,12 @@ def split_photos(tables: Path, tags: tuple[str, ...], split: str = "test",
 
 
 def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = None, threads: int | None = None,
-                    batch_size: int = 16, progress: bool = True) -> dict[str, Any]:
-    """Metrics of each model (the fast one too) and of the ensemble (with the manifest's thresholds) on ``photos``."""
+                    batch_size: int = 16, progress: bool = True, models: Sequence[str] | None = None,
+                    ) -> dict[str, Any]:
+    """Metrics of each model (``models``, default every one, the fast one too) and, when all its members are
+    among them, of the ensemble (with the manifest's thresholds) on ``photos``."""
     tagger = Tagger(bundle, provider="cpu", precision=precision, threads=threads, batch_size=batch_size,
-                    models=[m.name for m in load_bundle(bundle).models])
+                    models=list(models) if models else [m.name for m in load_bundle(bundle).models])
     if tagger.bundle.tags != photos.tags:
         raise SettingsError(f"bundle tags {tagger.bundle.tags} differ from the photos' tags {photos.tags}")
     per_model: dict[str, list[np.ndarray]] = {m.spec.name: [] for m in tagger.models}
@@ -74,11 +76,12 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
     results = {name: split_metrics(photos.labels, p, photos.tags, model_thresholds(tagger.bundle, name, None))
                for name, p in probs.items()}
     members = tagger.bundle.ensemble_names
-    results["ensemble"] = split_metrics(photos.labels, tagger.ensemble({n: probs[n] for n in members}), photos.tags,
-                                        ensemble_thresholds(tagger.bundle, members, None))
+    if set(members) <= set(probs):
+        results["ensemble"] = split_metrics(photos.labels, tagger.ensemble({n: probs[n] for n in members}),
+                                            photos.tags, ensemble_thresholds(tagger.bundle, members, None))
     base = tuple((tagger.bundle.raw.get("vocabulary") or {}).get("base_tags", ()))
     if base and set(base) < set(photos.tags):  # a wider vocabulary: score the original tags and the added apart
-        for name in [*probs, "ensemble"]:
+        for name in [n for n in results if n in probs or n == "ensemble"]:
             aps = {t: results[name]["per_tag"][t]["ap"] for t in photos.tags}
             results[name]["mAP_base"] = mean_ap(aps[t] for t in base)
             results[name]["mAP_added"] = mean_ap(aps[t] for t in photos.tags if t not in base)
@@ -88,7 +91,7 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
 
 @click.command()
 @bundle_option
-@deprecated_models_dir_option
+@models_option
 @click.option("--tables", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Tables folder with local images (e.g. ../shared/corpus).")
 @click.option("--split", type=click.Choice([*SPLITS, *REAL_SPLITS]), default="test", show_default=True,
@@ -99,13 +102,13 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
 def main(bundle_dir: Path | None, models_arg: str | None, tables: Path, split: str, precision: str | None,
          threads: int | None, json_out: Path | None) -> None:
     """Print each model's and the ensemble's mAP on a split, scored through the runtime."""
-    bundle_dir = resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0]
+    bundle_dir, names = resolve_bundle(bundle_dir, models_arg)
     try:
         photos = split_photos(tables, load_bundle(bundle_dir).tags, split)
-        results = evaluate_bundle(bundle_dir, photos, precision, threads)
+        results = evaluate_bundle(bundle_dir, photos, precision, threads, models=names)
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
-    for name in [*results["precision"], "ensemble"]:
+    for name in [n for n in (*results["precision"], "ensemble") if n in results]:
         r = results[name]
         groups = (f"  original tags {r['mAP_base']:.4f}  added tags {r['mAP_added']:.4f}"
                   if "mAP_base" in r else "")

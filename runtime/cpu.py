@@ -42,19 +42,20 @@ def _x86_flags(cpuinfo: str) -> frozenset[str]:
     return frozenset()
 
 
-def _arm_flags() -> frozenset[str]:
+def arm_hwcaps() -> tuple[list[str], list[str]]:
+    """The named AT_HWCAP and AT_HWCAP2 features of this aarch64 Linux process (what qemu says it emulates)."""
     getauxval = ctypes.CDLL(None).getauxval
     getauxval.restype = ctypes.c_ulong
     hwcap, hwcap2 = getauxval(AT_HWCAP), getauxval(AT_HWCAP2)
-    return frozenset([k for k, bit in HWCAP_BITS.items() if hwcap & bit] +
-                     [k for k, bit in HWCAP2_BITS.items() if hwcap2 & bit])
+    return ([k for k, bit in HWCAP_BITS.items() if hwcap & bit], [k for k, bit in HWCAP2_BITS.items() if hwcap2 & bit])
 
 
 def cpu_features() -> CpuFeatures:
     """This process's view of the CPU: /proc/cpuinfo flags on x86, the auxiliary vector on aarch64 Linux."""
     machine = platform.machine().lower()
     if machine in ("aarch64", "arm64") and sys.platform.startswith("linux"):
-        return CpuFeatures(machine, _arm_flags())
+        hwcap, hwcap2 = arm_hwcaps()
+        return CpuFeatures(machine, frozenset(hwcap + hwcap2))
     try:
         return CpuFeatures(machine, _x86_flags(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")))
     except OSError:

@@ -84,24 +84,6 @@ def test_teacher_cache_resumes_and_matches_the_runtime(tiny_bundle: Path, tmp_pa
         np.testing.assert_allclose(full.ensemble()[i], [expected.scores[t] for t in TAGS], atol=1e-5)
 
 
-def write_tables(root: Path, seeds: range) -> Path:
-    """An everyday-photos style tables folder (photos.tsv000, keywords.tsv000, images/) of trainkit's photos."""
-    from trainkit import TAGS as TINY_TAGS
-    from trainkit import labels_of
-
-    (root / "images").mkdir(parents=True)
-    photos = ["photo_id\tphoto_image_url\tphoto_width\tphoto_height\tphoto_source"]
-    keywords = ["photo_id\tkeyword\tai_service_1_confidence\tai_service_2_confidence\tsuggested_by_user"]
-    for seed in seeds:
-        pid = f"mir{seed:05d}"
-        make_photo(root / "images" / f"{pid}.jpg", size=(80, 60), seed=seed, fmt="JPEG")
-        photos.append(f"{pid}\timages/{pid}.jpg\t80\t60\tmirflickr")
-        keywords += [f"{pid}\t{tag}\t100.0\t\tf" for tag, on in zip(TINY_TAGS, labels_of(seed)) if on]
-    (root / "photos.tsv000").write_text("\n".join(photos) + "\n")
-    (root / "keywords.tsv000").write_text("\n".join(keywords) + "\n")
-    return root
-
-
 def test_distill_writes_a_run_export_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`hashtag distill` end to end on tiny data, with a tiny three-tag teacher bundle and random Lite0 weights."""
     import json
@@ -113,7 +95,7 @@ def test_distill_writes_a_run_export_reads(tmp_path: Path, monkeypatch: pytest.M
     from hashtag.train.weights.efficientnet_lite import efficientnet_lite0
     from tinybundle import DEFAULT_MODELS, make_bundle
     from trainkit import TAGS as TINY_TAGS
-    from trainkit import make_dataset
+    from trainkit import make_dataset, write_tables
 
     monkeypatch.setenv("HASHTAG_PYPI_INDEX", "http://127.0.0.1:9/simple/")  # nothing may be fetched
     data = make_dataset(tmp_path / "data", counts=(24, 8, 8))

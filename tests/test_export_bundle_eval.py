@@ -1,12 +1,15 @@
 """Scoring a bundle through the runtime on a split of photo tables (what the model card reports)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hashtag.export.bundle_eval import evaluate_bundle, split_photos
+from click.testing import CliRunner
+
+from hashtag.export.bundle_eval import evaluate_bundle, main, split_photos
 from hashtag.runtime import Tagger
 from hashtag.runtime.images import load_image
 from hashtag.train.metrics import mean_average_precision
@@ -76,3 +79,25 @@ def test_a_wider_vocabulary_is_scored_as_original_and_added_tags(tmp_path: Path,
             mean_average_precision(photos.labels[:, rest], p[:, rest]), abs=1e-9)
     plain = evaluate_bundle(tiny_bundle, photos, precision="fp32", batch_size=4, progress=False)
     assert "mAP_base" not in plain["ensemble"]
+
+
+def test_real_photo_halves_and_a_subset_of_models(tmp_path: Path) -> None:
+    """--split tune/report reads everyday-photos style tables; --models scores those models (no ensemble
+    unless all its members are there)."""
+    from hashtag.train.real_photos import real_split_of
+    from tinybundle import DEFAULT_MODELS, make_bundle
+    from trainkit import TAGS as TINY_TAGS
+    from trainkit import write_tables
+
+    tables = write_tables(tmp_path / "everyday", range(200, 230))
+    bundle = make_bundle(tmp_path / "bundle", DEFAULT_MODELS, tags=TINY_TAGS)
+    report = split_photos(tables, TINY_TAGS, "report")
+    expected = sorted(f"mir{s:05d}.jpg" for s in range(200, 230) if real_split_of(f"mir{s:05d}") == "report")
+    assert sorted(p.name for p in report.paths) == expected and report.labels.shape == (len(expected), 3)
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["--bundle", str(bundle), "--tables", str(tables), "--split", "report",
+                                       "--models", "vgg16", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    scored = json.loads(out.read_text())
+    assert set(scored) == {"vgg16", "precision"} and scored["vgg16"]["n_images"] == len(expected)
+    assert "micro_precision" in scored["vgg16"] and "hashtags precision" in result.output

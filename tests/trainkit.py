@@ -77,3 +77,18 @@ class TinyFactory:
         seed = {"vgg16": 1, "inceptionv3": 2, "xception": 3}.get(name, 4)
         prep = CAFFE_PREP if name == "vgg16" else TF_PREP
         return Backbone(name, input_size, tiny_conv(input_size, seed), prep, {"source": "test", "seed": seed})
+
+
+def write_tables(root: Path, seeds: range) -> Path:
+    """An everyday-photos style tables folder (photos.tsv000, keywords.tsv000, images/) of trainkit's photos."""
+    (root / "images").mkdir(parents=True)
+    photos = ["photo_id\tphoto_image_url\tphoto_width\tphoto_height\tphoto_source"]
+    keywords = ["photo_id\tkeyword\tai_service_1_confidence\tai_service_2_confidence\tsuggested_by_user"]
+    for seed in seeds:
+        pid = f"mir{seed:05d}"
+        make_photo(root / "images" / f"{pid}.jpg", size=(80, 60), seed=seed, fmt="JPEG")
+        photos.append(f"{pid}\timages/{pid}.jpg\t80\t60\tmirflickr")
+        keywords += [f"{pid}\t{tag}\t100.0\t\tf" for tag, on in zip(TAGS, labels_of(seed)) if on]
+    (root / "photos.tsv000").write_text("\n".join(photos) + "\n")
+    (root / "keywords.tsv000").write_text("\n".join(keywords) + "\n")
+    return root
