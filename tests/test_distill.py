@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hashtag.runtime import Tagger
-from hashtag.train.distill import Rows, fold_of, matched_thresholds, soft_targets
+from hashtag.train.distill import MIN_TUNE_POSITIVES, Rows, fold_of, hashtag_thresholds, soft_targets
 from hashtag.train.metrics import threshold_for_recall
 from hashtag.train.partial_labels import UNKNOWN
 from hashtag.train.real_photos import real_split_of
@@ -39,14 +39,28 @@ def test_threshold_for_recall_is_the_most_precise_cut_reaching_it() -> None:
     assert threshold_for_recall(np.array([1, UNKNOWN, 1]), np.array([0.9, 0.95, 0.4]), 0.5) == pytest.approx(0.9)
 
 
-def test_thresholds_match_the_ensembles_recall_per_tag() -> None:
-    labels = np.array([[1, UNKNOWN], [1, UNKNOWN], [1, UNKNOWN], [0, UNKNOWN]], dtype=np.int8)
-    teacher = np.array([[0.9, 0], [0.6, 0], [0.2, 0], [0.7, 0]], dtype=np.float32)  # finds 2 of 3 at 0.5
-    student = np.array([[0.3, 0], [0.8, 0], [0.4, 0], [0.5, 0]], dtype=np.float32)
-    thresholds, source = matched_thresholds(("a", "b"), student, teacher, labels, {"a": 0.5, "b": 0.5},
-                                            {"a": 0.9, "b": 0.7})
-    assert thresholds["a"] == pytest.approx(0.4) and "0.667 matched" in source["a"]
-    assert math.isnan(thresholds["b"]) and source["b"].startswith("corpus val")
+def test_default_thresholds_match_the_ensembles_recall(tmp_path: Path) -> None:
+    """Per tag, the ensemble's recall on the tune half where the tag has enough positives there, else on val."""
+    rng = np.random.default_rng(1)
+    n, tags = 300, ("a", "b", "c")
+    labels = (rng.uniform(size=(n, 3)) < 0.3).astype(np.int8)
+    labels[:, 1] = 0
+    labels[:5, 1] = 1  # five positives: too few to place a threshold
+    labels[:, 2] = UNKNOWN  # never labelled on these photos
+    teacher = np.clip(labels + rng.normal(0, 0.35, (n, 3)), 0, 1).astype(np.float32)
+    student = np.clip(labels + rng.normal(0, 0.3, (n, 3)), 0, 1).astype(np.float32)
+    val_labels = (rng.uniform(size=(100, 3)) < 0.3).astype(np.int8)
+    val_probs = np.clip(val_labels + rng.normal(0, 0.3, (100, 3)), 0, 1).astype(np.float32)
+    thresholds, how = hashtag_thresholds(tags, student, teacher, labels, {t: 0.5 for t in tags},
+                                         {"a": 0.9, "b": 0.85, "c": 0.8}, val_probs, val_labels)
+    positives = labels[:, 0] > 0
+    theirs = (teacher[positives, 0] >= 0.5).mean()
+    assert (student[positives, 0] >= thresholds["a"]).mean() == pytest.approx(theirs, abs=1 / positives.sum())
+    assert how["per_tag"]["a"].startswith("tune half") and f"{theirs:.3f} matched" in how["per_tag"]["a"]
+    for tag, j, recall in (("b", 1, 0.85), ("c", 2, 0.8)):
+        assert how["per_tag"][tag].startswith("corpus val")
+        assert (val_probs[:, j] >= thresholds[tag])[val_labels[:, j] > 0].mean() >= recall
+    assert f">= {MIN_TUNE_POSITIVES} positives" in how["rule"]
 
 
 def test_splits_are_stable_and_about_half() -> None:

@@ -35,6 +35,7 @@ from hashtag.train.splits import unit_interval
 
 ORIGINAL_TAGS = 10  # the bundle's first ten tags are the original project's
 FOLDS = 2
+MIN_TUNE_POSITIVES = 30  # fewer labelled photos of a tag on the tune half: its threshold is matched on corpus val
 
 
 @dataclass(frozen=True)
@@ -183,34 +184,29 @@ def cross_fit(corpus: Rows, tune: Rows, tune_views: Rows, config: DistillConfig,
     return Choice(chosen["alpha"], chosen["best_epochs"], candidates, curves[chosen["alpha"]])
 
 
-def matched_thresholds(tags: Sequence[str], student: np.ndarray, teacher: np.ndarray, labels: np.ndarray,
+def hashtag_thresholds(tags: Sequence[str], oof: np.ndarray, teacher: np.ndarray, labels: np.ndarray,
                        ensemble_thresholds: Mapping[str, float], fallback_recall: Mapping[str, float],
-                       ) -> tuple[dict[str, float], dict[str, str]]:
-    """Per tag, the highest threshold at which the student finds as many of the labelled photos as the
-    ensemble does at its own threshold; ``fallback_recall`` (the ensemble's recall elsewhere) where these
-    photos have no positive. Returns the thresholds and where each came from."""
-    thresholds, source = {}, {}
+                       val_probs: np.ndarray, val_labels: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
+    """The fast model's default thresholds: per tag, the highest threshold at which it finds as many labelled
+    photos as the ensemble does at its own threshold (``threshold_for_recall``), matched on the *tune* half's
+    out-of-fold predictions where the tag has at least MIN_TUNE_POSITIVES positives there, else on the corpus
+    val split against the ensemble's recall there (``fallback_recall``): a recall measured on a handful of
+    photos (sea: 10) is too coarse to place a threshold. Returns the thresholds and how each was chosen."""
+    thresholds, per_tag = {}, {}
     for j, tag in enumerate(tags):
         y = labels[:, j]
         positives = (y > 0) & is_known(y)
-        if positives.any():
+        if positives.sum() >= MIN_TUNE_POSITIVES:
             recall = float(np.mean(teacher[positives, j] >= ensemble_thresholds[tag]))
-            thresholds[tag] = threshold_for_recall(y, student[:, j], recall)
-            source[tag] = f"tune half: ensemble recall {recall:.3f} matched"
+            thresholds[tag] = threshold_for_recall(y, oof[:, j], recall)
+            per_tag[tag] = f"tune half ({int(positives.sum())} positives): ensemble recall {recall:.3f} matched"
         else:
-            thresholds[tag] = math.nan
-            source[tag] = f"corpus val: ensemble recall {fallback_recall[tag]:.3f} matched"
-    return thresholds, source
-
-
-def fill_fallback(thresholds: dict[str, float], tags: Sequence[str], student_val: np.ndarray, val_labels: np.ndarray,
-                  fallback_recall: Mapping[str, float]) -> dict[str, float]:
-    """Thresholds left NaN by ``matched_thresholds``, matched on the corpus val split instead."""
-    out = dict(thresholds)
-    for j, tag in enumerate(tags):
-        if math.isnan(out[tag]):
-            out[tag] = threshold_for_recall(val_labels[:, j], student_val[:, j], fallback_recall[tag])
-    return out
+            thresholds[tag] = threshold_for_recall(val_labels[:, j], val_probs[:, j], fallback_recall[tag])
+            per_tag[tag] = (f"corpus val ({int(positives.sum())} tune positives): ensemble recall "
+                            f"{fallback_recall[tag]:.3f} matched")
+    rule = (f"the ensemble's recall per tag, matched on the tune half (tags with >= {MIN_TUNE_POSITIVES} positives "
+            "there) or on the corpus val split")
+    return thresholds, {"rule": rule, "per_tag": per_tag}
 
 
 def fast_model_json(bundle: Bundle, backbone_name: str, input_size: int, preprocessing: Preprocessing,

@@ -20,8 +20,7 @@ from hashtag.train.distill import (
     Rows,
     cross_fit,
     fast_model_json,
-    fill_fallback,
-    matched_thresholds,
+    hashtag_thresholds,
     report_metrics,
     train_head,
     write_json,
@@ -138,9 +137,10 @@ def distill(data_dir: Path, everyday: Path, bundle_dir: Path, out: Path, cache_d
     val = _rows(pooled["corpus-val"], corpus["val"], None, len(tags))
     val_probs = predict("corpus-val")
     fallback = ensemble_val_recall(bundle)
-    thresholds, source = matched_thresholds(tags, oof, ensemble_real["tune"], tune.labels,
-                                            bundle.ensemble_thresholds, fallback)
-    thresholds = fill_fallback(thresholds, tags, val_probs, val.labels, fallback)
+    thresholds, source = hashtag_thresholds(tags, oof, ensemble_real["tune"], tune.labels, bundle.ensemble_thresholds,
+                                            fallback, val_probs, val.labels)
+    echo(f"thresholds: {source['rule']}")
+    source = source["per_tag"]
 
     metrics = {"val": report_metrics(val.labels, val_probs, tags, thresholds)}
     test = _rows(pooled["corpus-test"], corpus["test"], None, len(tags))
@@ -156,8 +156,13 @@ def distill(data_dir: Path, everyday: Path, bundle_dir: Path, out: Path, cache_d
              f"{m['micro_precision']:.3f} recall {m['micro_recall']:.3f}")
 
     folder = RunFolder(out)
-    model = attach_head(backbone(FAST_BACKBONE, input_size, resolved), head, head_config(config.head), FAST_BACKBONE)
     folder.model_dir(FAST_BACKBONE).mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder.model_dir(FAST_BACKBONE) / "distill_predictions.npz", tags=np.array(tags),
+                        tune_ids=np.array(tune.ids), tune_labels=tune.labels, tune_out_of_fold=oof,
+                        tune_ensemble=ensemble_real["tune"], val_labels=val.labels, val=val_probs,
+                        report_ids=np.array(report.ids), report_labels=report.labels,
+                        report=predict("everyday-report"), report_ensemble=ensemble_real["report"])
+    model = attach_head(backbone(FAST_BACKBONE, input_size, resolved), head, head_config(config.head), FAST_BACKBONE)
     model.save(folder.keras(FAST_BACKBONE))
     training_data = {"dataset": str(data_dir), "everyday": str(everyday), "corpus_train_photos": len(corpus["train"]),
                      "corpus_train_with_teacher": n_teacher, "everyday_tune_photos": len(real["tune"]),
