@@ -68,7 +68,7 @@ class EndToEnd:
     @property
     def fast(self) -> bool:
         """Whether this runs the bundle's fast model alone (else the ensemble)."""
-        return any(m.spec.role == "fast" for m in self.tagger.models)
+        return self.tagger.names == (self.tagger.bundle.fast.name,) if self.tagger.bundle.fast else False
 
     @property
     def label(self) -> str:

@@ -109,7 +109,8 @@ def make_tagger(config: BotConfig, stack: contextlib.ExitStack) -> PhotoTagger:
         return RemoteTagger(config.tagger_url, config.tagger_key)
     executor = stack.enter_context(ThreadPoolExecutor(config.workers, thread_name_prefix="hashtag-infer"))
     bundle = load_bundle(config.models)  # every model: chats switch between the ensemble and the fast one
-    if config.fast and not any(m.role == "fast" for m in bundle.models):
+    if config.fast and bundle.fast is None:
         raise ConfigError(f"--fast: the bundle at {bundle.root} has no fast model")
-    tagger = Tagger(bundle, provider=config.provider, threads=config.threads, models=[m.name for m in bundle.models])
+    tagger = Tagger(bundle, provider=config.provider, threads=config.threads, models=[m.name for m in bundle.models],
+                    default_models=bundle.ensemble_names)
     return LocalTagger(tagger, executor)

@@ -125,20 +125,19 @@ class Handlers:
         message = update.effective_message
         if context.args:
             try:
-                fast = replies.parse_fast(context.args)
+                context.chat_data[FAST_KEY] = replies.parse_fast(context.args)
             except ValueError as exc:
                 await message.reply_text(str(exc))
                 return
-            try:
-                has_fast = (await self.tagger.ensemble()).fast is not None
-            except TaggerUnavailable:
-                await message.reply_text(replies.TAGGER_UNAVAILABLE)
-                return
-            if fast and not has_fast:
-                await message.reply_text(replies.NO_FAST_MODEL)
-                return
-            context.chat_data[FAST_KEY] = fast
-        await message.reply_text(replies.fast_text(context.chat_data.get(FAST_KEY, self.fast)))
+        if not context.chat_data.get(FAST_KEY, self.fast):
+            await message.reply_text(replies.fast_text(False))
+            return
+        try:
+            has_fast = (await self.tagger.ensemble()).fast is not None
+        except TaggerUnavailable:
+            await message.reply_text(replies.TAGGER_UNAVAILABLE)
+            return
+        await message.reply_text(replies.fast_text(True) if has_fast else replies.NO_FAST_MODEL)
 
     async def _options(self, context: Context) -> Options:
         """This chat's Options: its threshold, and the fast model when the chat (or the bot's default) asks."""

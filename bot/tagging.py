@@ -77,7 +77,8 @@ class LocalTagger:
 
     async def ensemble(self) -> Ensemble:
         """The loaded models and the bundle's tags."""
-        fast = next((m.spec.name for m in self.tagger.models if m.spec.role == "fast"), None)
+        bundle = self.tagger.bundle
+        fast = bundle.fast.name if bundle.fast and bundle.fast.name in self.tagger.names else None
         return Ensemble(tuple(ModelInfo(m.spec.name, m.spec.input_size, m.variant.precision)
                               for m in self.tagger.models), tuple(self.tagger.bundle.tags), fast)
 

@@ -1,7 +1,7 @@
 """The fast model's section of the model card, from the bundle and bundle_eval's results through the runtime.
 
     python -m hashtag.export.fast_card --bundle models --report runs/eval/report.json \\
-        --report-other runs/eval/report-int8.json --test runs/eval/test-fast.json --card models/README.md
+        --report-other runs/eval/report-fp32.json --test runs/eval/test-fast.json --card models/README.md
 
 ``--report``: ``bundle_eval --split report`` on the everyday photos (every model and the ensemble, the
 precision the runtime picks, or --precision); ``--test``: the corpus test split. The section sits between
@@ -83,8 +83,10 @@ def fast_section(bundle: Bundle, report: Mapping[str, Any], report_other: Mappin
         f"{spec.input_size} px, {spec.preprocessing.family} scaling (mean {spec.preprocessing.mean[0]:g}, std "
         f"{spec.preprocessing.std[0]:g}). Files: {sizes}. It is not part of the ensemble: `hashtag predict --fast`, "
         "`hashtag serve --fast` or `fast=true` per request, `hashtag bot --fast` or `/fast on` per chat. On a CPU the "
-        "runtime runs INT8 where the CPU has INT8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX, ARM "
-        "asimddp) and FP32 elsewhere (`hashtag models` says which and why; `--precision` overrides).",
+        "runtime runs the precision measured faster on that kind of CPU ("
+        + (", ".join(f"{p.upper()} on {k}" for k, p in spec.cpu_precision.items()) or "none measured")
+        + "), else INT8 where the CPU has INT8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX; ARM asimddp, "
+        "i8mm) and FP32 elsewhere; `hashtag models` says which and why, `--precision` overrides.",
         "",
         "### Real photos: the *report* half of everyday-photos",
         "",
@@ -134,15 +136,16 @@ def fast_section(bundle: Bundle, report: Mapping[str, Any], report_other: Mappin
         f"--teacher-photos {(meta.get('training_data') or {}).get('corpus_train_with_teacher', '?')} "
         f"--input-size {spec.input_size} --max-epochs {distill.get('config', {}).get('max_epochs', '?')}",
         "hashtag export --run runs/fast --data data/corpus-v2 --out runs/bundle-fast --precisions int8,fp32 --threads 2",
-        "python -m hashtag.export.add_fast runs/bundle-fast models --precisions int8,fp32",
+        "python -m hashtag.export.add_fast runs/bundle-fast models --precisions int8,fp32"
+        + "".join(f" --cpu-precision {kind}={p}" for kind, p in spec.cpu_precision.items()),
         "python -m hashtag.export.bundle_eval --bundle models --tables ../shared/everyday-photos --split report "
         "--json runs/eval/report.json",
         "python -m hashtag.export.bundle_eval --bundle models --tables ../shared/everyday-photos --split report "
-        f"--models {spec.name} --precision int8 --json runs/eval/report-int8.json",
+        f"--models {spec.name} --precision fp32 --json runs/eval/report-fp32.json",
         "python -m hashtag.export.bundle_eval --bundle models --tables ../shared/corpus --split test "
         f"--models {spec.name} --json runs/eval/test-fast.json",
         "python -m hashtag.export.fast_card --bundle models --report runs/eval/report.json "
-        "--report-other runs/eval/report-int8.json --test runs/eval/test-fast.json --card models/README.md",
+        "--report-other runs/eval/report-fp32.json --test runs/eval/test-fast.json --card models/README.md",
         "```",
         END,
     ]

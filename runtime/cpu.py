@@ -1,9 +1,12 @@
 """What this CPU offers for integer inference, and which precision that makes faster on it.
 
 INT8 pays off where the CPU has 8-bit dot-product instructions: AVX-512 VNNI, AVX-VNNI or AMX on x86, the
-dot-product extension (``asimddp``) on ARM. Without them ONNX Runtime's INT8 kernels widen to 16-bit
-multiplies and run no faster than FP32 (measured: 0.97-1.09x on an AVX2-only EPYC, see
-benchmarks/results), so a model shipped in both precisions runs in FP32 there.
+dot-product or int8 matrix-multiply extensions (``asimddp``, ``i8mm``) on ARM. Without them ONNX Runtime's
+INT8 kernels widen to 16-bit multiplies: the ensemble's models ran 0.97-1.09x of their FP32 speed on an
+AVX2-only EPYC (issue 23's table), while EfficientNet-Lite0 still ran 1.35x faster in INT8 there. So the choice
+is measured per model and kind of CPU (``hashtag bench`` times both precisions in one run and records the
+CPU's flags) and written into the model's manifest entry (``cpu_precision``); kinds nobody measured get INT8
+with dot products and FP32 without.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 X86_INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # any of these: INT8 dot products in hardware
 X86_REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", *X86_INT8_FLAGS)
@@ -62,8 +66,23 @@ def cpu_features() -> CpuFeatures:
         return CpuFeatures(machine, frozenset())
 
 
-def faster_cpu_precision(features: CpuFeatures) -> tuple[str, str]:
-    """("int8" or "fp32", why) for a model shipped in both, on a CPU with these features."""
+CPU_KINDS = ("x86_64", "x86_64-int8dot", "aarch64", "aarch64-int8dot")
+
+
+def cpu_kind(features: CpuFeatures) -> str:
+    """The kind of CPU a measured precision applies to: its architecture, with or without INT8 dot products."""
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(features.machine, features.machine)
+    return machine + ("-int8dot" if features.int8_flags else "")
+
+
+def faster_cpu_precision(features: CpuFeatures, measured: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """("int8" or "fp32", why) for a model shipped in both, on a CPU with these features: the precision
+    ``measured`` faster on this kind of CPU (the model's manifest entry, see ``cpu_kind``), else INT8 with INT8
+    dot products and FP32 without."""
+    kind = cpu_kind(features)
+    if measured and kind in measured:
+        return measured[kind], f"measured faster for this model on {kind} CPUs (its manifest's cpu_precision)"
     if features.int8_flags:
         return "int8", f"{features.machine} CPU has INT8 dot products ({', '.join(features.int8_flags)})"
-    return "fp32", f"{features.machine} CPU has no INT8 dot-product instructions (no VNNI/AMX/asimddp): FP32 is as fast"
+    return "fp32", (f"{features.machine} CPU has no INT8 dot-product instructions (no VNNI/AMX/asimddp/i8mm) and "
+                    "nothing was measured for this kind: FP32")

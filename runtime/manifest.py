@@ -12,6 +12,7 @@ A bundle is a folder holding ``manifest.json`` and the ONNX files it names. Exam
                           "resize": "bilinear"},
         "tags": ["animal", ...], "thresholds": {"animal": 0.37, ...},
         "role": "ensemble",                     (or "fast": not in the default ensemble, run by --fast)
+        "cpu_precision": {"x86_64": "int8"},    (optional: the precision measured faster per CPU kind)
         "variants": [{"precision": "int8", "file": "vgg16.int8.onnx", "sha256": "...", "bytes": 14000000}],
         "metadata": {...training, evaluation and provenance records...}
       }]
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from hashtag.runtime.cpu import CPU_KINDS
 from hashtag.runtime.errors import BundleError, ModelSelectionError
 
 MANIFEST_NAME = "manifest.json"
@@ -118,6 +120,7 @@ class ModelSpec:
     variants: Mapping[str, Variant]
     metadata: Mapping[str, Any] = field(default_factory=dict)
     role: str = "ensemble"
+    cpu_precision: Mapping[str, str] = field(default_factory=dict)  # CPU kind -> precision measured faster
 
     def variant(self, precision: str) -> Variant:
         """The file for ``precision``; raises when the bundle lacks it."""
@@ -153,12 +156,16 @@ class Bundle:
         return tuple(m.name for m in self.models if m.role == "ensemble")
 
     @property
+    def fast(self) -> ModelSpec | None:
+        """The bundle's fast model, if it has one."""
+        return next((spec for spec in self.models if spec.role == "fast"), None)
+
+    @property
     def fast_name(self) -> str:
-        """The bundle's fast model (``--fast``); raises when it has none."""
-        for spec in self.models:
-            if spec.role == "fast":
-                return spec.name
-        raise ModelSelectionError(f"the bundle at {self.root} has no fast model")
+        """The name of the bundle's fast model (``--fast``); raises when it has none."""
+        if self.fast is None:
+            raise ModelSelectionError(f"the bundle at {self.root} has no fast model")
+        return self.fast.name
 
 
 def _thresholds(raw: Any, tags: tuple[str, ...], where: str) -> dict[str, float]:
@@ -223,7 +230,11 @@ def _model_spec(raw: Any, root: Path, index: int) -> ModelSpec:
     role = raw.get("role", "ensemble")
     if role not in ROLES:
         raise BundleError(f"{where}: unknown role {role!r} (known: {', '.join(ROLES)})")
-    return ModelSpec(str(name), size, prep, tag_tuple, thresholds, variants, metadata, str(role))
+    cpu_precision = raw.get("cpu_precision", {})
+    if not isinstance(cpu_precision, Mapping) or any(
+            k not in CPU_KINDS or v not in variants for k, v in cpu_precision.items()):
+        raise BundleError(f"{where}: cpu_precision must map CPU kinds ({', '.join(CPU_KINDS)}) to precisions it ships")
+    return ModelSpec(str(name), size, prep, tag_tuple, thresholds, variants, metadata, str(role), dict(cpu_precision))
 
 
 def parse_manifest(data: Any, root: Path) -> Bundle:
@@ -259,6 +270,15 @@ def parse_manifest(data: Any, root: Path) -> Bundle:
 def manifest_sha256(bundle_root: Path) -> str:
     """SHA-256 of a bundle's manifest.json, which itself pins every ONNX file by hash: the bundle's identity."""
     return hashlib.sha256((bundle_root / MANIFEST_NAME).read_bytes()).hexdigest()
+
+
+def ensemble_sha256(bundle: Bundle) -> str:
+    """SHA-256 of what makes the ensemble's output: its members' files (by the manifest's hashes, else their
+    paths) and thresholds. Unlike ``manifest_sha256`` it does not change when a fast model is added."""
+    members = [{"name": n, "variants": {p: v.sha256 or v.path.name for p, v in bundle.model(n).variants.items()}}
+               for n in bundle.ensemble_names]
+    record = {"members": members, "thresholds": dict(bundle.ensemble_thresholds)}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
 def load_bundle(path: str | Path) -> Bundle:

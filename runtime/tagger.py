@@ -58,7 +58,7 @@ def pick_variant(spec: ModelSpec, provider: str, precision: str | None,
     if precision is not None:
         return spec.variant(precision), "asked for (--precision)"
     if provider in ("cpu", "openvino") and {"int8", "fp32"} <= set(spec.variants):
-        chosen, why = faster_cpu_precision(cpu or cpu_features())
+        chosen, why = faster_cpu_precision(cpu or cpu_features(), spec.cpu_precision)
         return spec.variants[chosen], why
     for p in PRECISION_ORDER[provider]:
         if p in spec.variants:
@@ -75,6 +75,8 @@ class Tagger:
     ``precision``: force 'int8'/'fp16'/'fp32'; by default see ``pick_variant`` (INT8 or FP32 on CPU by what
     the CPU offers, FP16 else FP32 on CUDA).
     ``models``: the models to load (default: the bundle's ensemble; the fast model loads when named).
+    ``default_models``: what a call without ``Options.models`` runs (default: ``models`` when given, else the
+    ensemble); the loaded ones among them, else every loaded one.
     ``threads``: intra-op threads per model; the models run side by side, by default with the
     threads that measured fastest for the provider (see ``providers.default_threads``).
     """
@@ -88,6 +90,7 @@ class Tagger:
         precision: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         spinning: bool = False,
+        default_models: Iterable[str] | None = None,
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         check_provider(provider)
@@ -105,18 +108,23 @@ class Tagger:
         self._threads = ({m.spec.name: ThreadPoolExecutor(1, f"hashtag-{m.spec.name}") for m in self.models}
                          if len(self.models) > 1 else {})
         self.names = tuple(m.spec.name for m in self.models)
-        # What a call without Options.models runs: the loaded ensemble members, or the fast model alone.
-        self.default_names = tuple(n for n in self.names if n in self.bundle.ensemble_names) or self.names
+        # What a call without Options.models runs: the models asked for (all of them), or by default the loaded
+        # ensemble members; a server that loads every model to switch per request names the ensemble here.
+        if default_models is None:
+            default_models = self.names if models else self.bundle.ensemble_names
+        self.default_names = tuple(n for n in self.names if n in set(default_models)) or self.names
 
     def _load(
         self, specs: list[ModelSpec], provider: str, threads: int | None, precision: str | None, spinning: bool
     ) -> str:
         """Open every model; for 'auto', try each of ``auto_providers()`` until one loads them all."""
         attempts = auto_providers() if provider == "auto" else [provider]
+        # Models that run together share the cores: the ensemble members side by side; a fast model runs alone.
+        together = sum(s.role == "ensemble" for s in specs) or len(specs)
         for attempt in attempts:
             try:
-                per_model = threads or default_threads(attempt, len(specs))
-                self.models = [self._load_one(s, attempt, per_model, precision, spinning) for s in specs]
+                self.models = [self._load_one(s, attempt, threads or default_threads(
+                    attempt, 1 if s.role == "fast" else together), precision, spinning) for s in specs]
                 return attempt
             except ProviderError as exc:
                 if attempt == attempts[-1]:
@@ -176,11 +184,6 @@ class Tagger:
     def input_keys_of(self, names: Sequence[str] | None = None) -> list[InputKey]:
         """The distinct inputs the named (default: all loaded) models take (see ``prepare_inputs``)."""
         return list(dict.fromkeys(input_key(m.spec) for m in self._loaded(names)))
-
-    @property
-    def input_keys(self) -> list[InputKey]:
-        """The distinct inputs every loaded model takes."""
-        return self.input_keys_of()
 
     def run_all(self, batches: Mapping[InputKey, np.ndarray], names: Sequence[str] | None = None
                 ) -> dict[str, np.ndarray]:

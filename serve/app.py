@@ -178,7 +178,8 @@ def create_app(config: ServeConfig, backend: Backend) -> FastAPI:
     async def readyz() -> dict[str, str]:
         """The models are loaded and answer: a small image goes through the whole path."""
         try:
-            (record,) = await run([probe_upload()], Options(), min(config.timeout_s, READY_TIMEOUT_S))
+            served = tuple((await backend.catalog())["served"])  # every loaded model, the fast one too
+            (record,) = await run([probe_upload()], Options(models=served), min(config.timeout_s, READY_TIMEOUT_S))
         except ApiError as exc:
             raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {exc}") from None
         if record.get("error"):

@@ -15,7 +15,7 @@ def models_document(tagger: Tagger) -> dict[str, Any]:
         "bundle": bundle.root.name,
         "served": list(running),
         "default": list(tagger.default_names),  # what a request without models or fast runs
-        "fast": next((n for n in running if bundle.model(n).role == "fast"), None),  # what fast=true runs
+        "fast": bundle.fast.name if bundle.fast and bundle.fast.name in running else None,  # what fast=true runs
         "tags": list(bundle.tags),
         "ensemble_thresholds": dict(bundle.ensemble_thresholds),
         "models": [

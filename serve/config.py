@@ -52,15 +52,17 @@ class ServeConfig:
         if self.fast and self.models:
             raise ConfigError("give --fast or model names, not both")
 
-    def served_models(self) -> tuple[str, ...]:
-        """The models to load: the fast one alone, the named ones, or every model (requests then pick the
-        ensemble by default and the fast model with ``fast=true``)."""
+    def served_models(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(the models to load, those a request runs by default): the fast one alone; the named ones; or every
+        model, requests getting the ensemble by default and the fast model with ``fast=true``."""
         bundle = load_bundle(self.bundle)
         if self.fast:
-            return (bundle.fast_name,)
+            return (bundle.fast_name,), (bundle.fast_name,)
         for name in self.models or ():
             bundle.model(name)
-        return self.models or tuple(m.name for m in bundle.models)
+        if self.models:
+            return self.models, self.models
+        return tuple(m.name for m in bundle.models), bundle.ensemble_names
 
     @property
     def max_upload_bytes(self) -> int:

@@ -38,8 +38,9 @@ class TaggerDeployment:
     """One replica: a Tagger that answers single images, grouped by Ray Serve into dynamic batches."""
 
     def __init__(self, config: ServeConfig, ray_config: RayConfig) -> None:
-        self.tagger = Tagger(config.bundle, provider=config.provider, threads=config.threads,
-                             models=config.served_models())
+        load, default = config.served_models()
+        self.tagger = Tagger(config.bundle, provider=config.provider, threads=config.threads, models=load,
+                             default_models=default)
         self.catalog = models_document(self.tagger)
         self.tag.set_max_batch_size(ray_config.max_batch_size)
         self.tag.set_batch_wait_timeout_s(ray_config.batch_wait_s)

@@ -11,7 +11,9 @@ from hashtag.serve.config import ServeConfig
 
 def serve_locally(config: ServeConfig, log_level: str) -> None:
     """Load the models, then serve until SIGINT/SIGTERM; requests in flight are finished first."""
-    tagger = Tagger(config.bundle, provider=config.provider, threads=config.threads, models=config.served_models())
+    load, default = config.served_models()
+    tagger = Tagger(config.bundle, provider=config.provider, threads=config.threads,
+                    models=load, default_models=default)
     app = create_app(config, LocalBackend(tagger, config.pool_size))
     uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, server_header=False,
                 timeout_graceful_shutdown=int(config.timeout_s) + 1)

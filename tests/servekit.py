@@ -46,7 +46,9 @@ def hashtag_command() -> list[str]:
 @contextmanager
 def thread_server(config: ServeConfig) -> Iterator[str]:
     """The app for ``config`` (its own Tagger and pool) served by uvicorn in a thread; yields its base URL."""
-    tagger = Tagger(config.bundle, provider=PROVIDER, threads=config.threads, models=config.served_models())
+    load, default = config.served_models()
+    tagger = Tagger(config.bundle, provider=PROVIDER, threads=config.threads,
+                    models=load, default_models=default)
     app = create_app(config, LocalBackend(tagger, config.pool_size))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

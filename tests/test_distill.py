@@ -67,7 +67,10 @@ def test_splits_are_stable_and_about_half() -> None:
     ids = [f"mir{i:05d}" for i in range(4000)]
     tune = [i for i in ids if real_split_of(i) == "tune"]
     assert 0.45 < len(tune) / len(ids) < 0.55
-    assert [real_split_of(i) for i in ids[:50]] == [real_split_of(i) for i in ids[:50]]
+    # pinned: the split is part of what every reported figure means, so it must never move
+    assert [real_split_of(i) for i in ("mir00002", "mir00005", "mir00007", "mir00010")] == [
+        "report", "report", "tune", "tune"]
+    assert [fold_of(i) for i in ("mir00002", "mir00005", "mir00007", "mir00010")] == [1, 1, 0, 1]
     folds = [fold_of(i) for i in tune]
     assert set(folds) == {0, 1} and 0.4 < np.mean(folds) < 0.6
     # folds do not follow the tune/report split (a different hash input)

@@ -65,6 +65,12 @@ def test_roles_in_the_manifest(fast_bundle: Path, tmp_path: Path) -> None:
         load_bundle(edit({2: "fast"}))
     with pytest.raises(BundleError, match="no ensemble model"):
         load_bundle(edit({0: "fast", 1: "fast", 2: "fast"}))
+    root = edit({})
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["models"][3]["cpu_precision"] = {"x86_64": "fp16"}  # a precision it does not ship
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="cpu_precision must map CPU kinds"):
+        load_bundle(root)
 
 
 def test_tagger_defaults_to_the_ensemble_and_runs_the_fast_model_when_named(fast_bundle: Path, tmp_path: Path) -> None:
@@ -73,7 +79,10 @@ def test_tagger_defaults_to_the_ensemble_and_runs_the_fast_model_when_named(fast
     assert default.names == tuple(ENSEMBLE)
     assert set(default.predict_one(photo).models) == set(ENSEMBLE)
 
-    both = Tagger(fast_bundle, provider="cpu", models=[*ENSEMBLE, FAST])
+    asked = Tagger(fast_bundle, provider="cpu", models=["vgg16", FAST])
+    assert asked.default_names == ("vgg16", FAST)  # the models asked for all run
+    assert set(asked.predict_one(photo).models) == {"vgg16", FAST}
+    both = Tagger(fast_bundle, provider="cpu", models=[*ENSEMBLE, FAST], default_models=ENSEMBLE)
     assert both.default_names == tuple(ENSEMBLE)
     ensemble = both.predict_one(photo)
     assert set(ensemble.models) == set(ENSEMBLE)
@@ -97,6 +106,9 @@ def test_predict_fast_runs_the_fast_model_alone(fast_bundle: Path, tmp_path: Pat
     plain = json.loads(runner.invoke(main, ["predict", "--bundle", str(fast_bundle), "--json", str(photo)])
                        .stdout.splitlines()[-1])
     assert set(plain["models"]) == set(ENSEMBLE)
+    named = json.loads(runner.invoke(main, ["predict", "--bundle", str(fast_bundle), "--models", f"vgg16,{FAST}",
+                                            "--json", str(photo)]).stdout.splitlines()[-1])
+    assert set(named["models"]) == {"vgg16", FAST}
     clash = runner.invoke(main, ["predict", "--bundle", str(fast_bundle), "--fast", "--models", "vgg16", str(photo)])
     assert clash.exit_code == 1 and "give --fast or model names, not both" in clash.output
     none = runner.invoke(main, ["predict", "--bundle", str(make_bundle(tmp_path / "plain")), "--fast", str(photo)])
@@ -142,8 +154,9 @@ def test_add_fast_merges_checks_and_replaces(tmp_path: Path) -> None:
     target = make_bundle(tmp_path / "target")
     before = set(p.name for p in target.iterdir())
     source = make_bundle(tmp_path / "src", ({**FAST_MODEL, "role": "ensemble"},))
-    bundle = add_fast_model(source, target, ["int8", "fp32"])
+    bundle = add_fast_model(source, target, ["int8", "fp32"], {"x86_64": "int8"})
     assert bundle.fast_name == FAST and bundle.ensemble_names == tuple(ENSEMBLE)
+    assert bundle.fast.cpu_precision == {"x86_64": "int8"}
     assert set(bundle.model(FAST).variants) == {"int8", "fp32"}
     assert {p.name for p in target.iterdir()} == before | {f"{FAST}.int8.onnx", f"{FAST}.fp32.onnx"}
     # again, with int8 only: the fp32 file of the replaced fast model goes
@@ -227,3 +240,15 @@ def test_card_section_is_written_between_markers_and_judges_the_targets(fast_bun
     text = card.read_text()
     assert text.count(BEGIN) == 1 and "0.791" in text and text.index(END) < text.index("## Reproduce")
     assert text.startswith("# card\n\ntext\n")
+
+
+def test_add_fast_refused_after_staging_leaves_the_bundle_as_it_was(tmp_path: Path) -> None:
+    target = make_bundle(tmp_path / "target", (*DEFAULT_MODELS, FAST_MODEL))
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    source = make_bundle(tmp_path / "src", ({**FAST_MODEL, "role": "ensemble"},))
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["models"][0]["variants"][0]["sha256"] = "0" * 64  # a file that is not what its manifest says
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match="is not the manifest's 0000"):
+        add_fast_model(source, target, ["int8", "fp32"])
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before  # nothing copied, nothing left

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from hashtag.runtime import Options, ProviderError, Tagger, load_bundle
-from hashtag.runtime.cpu import CpuFeatures, cpu_features, faster_cpu_precision
+from hashtag.runtime.cpu import CpuFeatures, cpu_features, cpu_kind, faster_cpu_precision
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import Preprocessing
 from hashtag.runtime.ov_session import openvino_installed
@@ -123,6 +123,12 @@ def test_cpu_precision_rule(tiny_bundle: Path, machine: str, flags: set[str], ex
     assert pick_variant(only_int8, "cpu", None, CpuFeatures(machine, frozenset(flags)))[0].precision == "int8"
     assert pick_variant(spec, "cuda", None, CpuFeatures(machine, frozenset(flags)))[0].precision == "fp32"
     assert pick_variant(spec, "cpu", "int8", CpuFeatures(machine, frozenset(flags)))[0].precision == "int8"
+    # a precision measured faster on this kind of CPU wins over the flags
+    kind = cpu_kind(CpuFeatures(machine, frozenset(flags)))
+    other = "fp32" if expected == "int8" else "int8"
+    measured = dataclasses.replace(spec, cpu_precision={kind: other})
+    variant, why = pick_variant(measured, "cpu", None, CpuFeatures(machine, frozenset(flags)))
+    assert variant.precision == other and f"measured faster for this model on {kind} CPUs" in why
 
 
 def test_precision_on_this_cpu_and_forced(tiny_bundle: Path) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from hashtag.runtime.manifest import Bundle, Preprocessing, manifest_sha256
+from hashtag.runtime.manifest import Bundle, Preprocessing, ensemble_sha256
 from hashtag.train.metrics import mean_average_precision, split_metrics, threshold_for_recall
 from hashtag.train.partial_labels import is_known
 from hashtag.train.splits import unit_interval
@@ -45,7 +45,7 @@ class DistillConfig:
     alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
     teacher_weight: float = 1.0  # weight of teacher-only elements relative to labelled ones
     everyday_weight: float = 3.0  # weight of an everyday (tune half) photo relative to a corpus one
-    max_epochs: int = 40
+    max_epochs: int = 15  # best epochs were 9-14 on the tune half (distill.log of the shipped run)
     batch_size: int = 128
     learning_rate: float = 1e-3
     head: str = "gap-mlp512"
@@ -229,7 +229,7 @@ def fast_model_json(bundle: Bundle, backbone_name: str, input_size: int, preproc
         "thresholds": dict(thresholds),
         "thresholds_source": dict(threshold_source),
         "distillation": {
-            "teacher": {"bundle_manifest_sha256": manifest_sha256(bundle.root), "models": list(bundle.ensemble_names)},
+            "teacher": {"ensemble_sha256": ensemble_sha256(bundle), "models": list(bundle.ensemble_names)},
             "config": asdict(config),
             "chosen": {"alpha": choice.alpha, "epochs": choice.epochs},
             "candidates": choice.candidates,

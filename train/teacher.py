@@ -3,7 +3,8 @@
 The teacher is a shipped bundle run through ``hashtag.runtime`` exactly as users run it (same decoding,
 preprocessing, precision), so the student learns what users of the ensemble see. Layout under the cache::
 
-    teacher-<manifest sha256[:12]>/<group>-<ids hash>/
+    teacher-<ensemble sha256[:12]>/<group>-<ids hash>/   (runtime.manifest.ensemble_sha256: adding a fast
+                                                         model to the bundle keeps the cache)
         ids.txt                 one photo id per row
         probs.npy, done.npy     float32 [n, models, tags] (the bundle's model and tag order), bool [n]
 
@@ -18,7 +19,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from hashtag.runtime.manifest import load_bundle, manifest_sha256
+from hashtag.runtime.manifest import ensemble_sha256, load_bundle
 from hashtag.runtime.tagger import Tagger
 from hashtag.train.progress import Progress
 
@@ -46,7 +47,7 @@ class TeacherProbabilities:
 
 def _group(cache_dir: Path, bundle: Path, group: str, photos: Sequence[Photo]) -> Path:
     ids = hashlib.sha256("".join(f"{p.photo_id}\t{p.path.name}\n" for p in photos).encode()).hexdigest()[:12]
-    return Path(cache_dir) / f"teacher-{manifest_sha256(bundle)[:12]}" / f"{group}-{ids}"
+    return Path(cache_dir) / f"teacher-{ensemble_sha256(load_bundle(bundle))[:12]}" / f"{group}-{ids}"
 
 
 def _open(path: Path, shape: tuple[int, ...], dtype: str) -> np.memmap:

@@ -2,8 +2,9 @@
 
 The file is five pickles in a row: magic number, protocol version, system info, the object (tensors refer to
 storages by persistent id), and the list of storage keys; then each storage's raw little-endian bytes, each
-preceded by its element count. Only the few globals a state dict uses are allowed to load, so a file that
-asks for anything else (code) is refused instead of run.
+preceded by its element count. Every pickle goes through one restricted unpickler that allows only the few
+globals a state dict uses, so a file that asks for anything else (code) is refused instead of run, and every
+tensor is checked to lie within its storage.
 """
 from __future__ import annotations
 
@@ -61,13 +62,13 @@ def load_state_dict(path: Path) -> "OrderedDict[str, np.ndarray]":
     """Name -> numpy array (a copy, C order) for every tensor in a legacy ``torch.save`` file."""
     try:
         with open(path, "rb") as f:
-            if pickle.load(f) != MAGIC:
+            if _StateDictUnpickler(f).load() != MAGIC:
                 raise WeightsError(f"{path}: not a legacy torch.save file (wrong magic number)")
-            pickle.load(f)  # protocol version
-            pickle.load(f)  # system info
+            _StateDictUnpickler(f).load()  # protocol version
+            _StateDictUnpickler(f).load()  # system info
             unpickler = _StateDictUnpickler(f)
             state = unpickler.load()
-            for key in pickle.load(f):
+            for key in _StateDictUnpickler(f).load():
                 storage = unpickler.storages[key]
                 (count,) = struct.unpack("<q", f.read(8))
                 raw = f.read(count * storage.dtype.itemsize)
@@ -81,6 +82,9 @@ def load_state_dict(path: Path) -> "OrderedDict[str, np.ndarray]":
         if not isinstance(value, tuple):
             continue
         storage, offset, size, stride = value
+        extent = offset + sum((n - 1) * st for n, st in zip(size, stride)) + 1 if all(size) else offset
+        if offset < 0 or min(stride, default=0) < 0 or extent > storage.size:
+            raise WeightsError(f"{path}: tensor {name} reaches past its storage")
         item = storage.data.itemsize
         view = np.lib.stride_tricks.as_strided(storage.data[offset:], shape=size, strides=[s * item for s in stride])
         out[name] = np.array(view, dtype=storage.data.dtype.newbyteorder("="))
