@@ -8,6 +8,7 @@ cannot drift from the files. Needs no TensorFlow: tables, splits and metrics are
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -82,7 +83,8 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
     base = tuple((tagger.bundle.raw.get("vocabulary") or {}).get("base_tags", ()))
     if base and set(base) < set(photos.tags):  # a wider vocabulary: score the original tags and the added apart
         for name in [n for n in results if n in probs or n == "ensemble"]:
-            aps = {t: results[name]["per_tag"][t]["ap"] for t in photos.tags}
+            aps = {t: math.nan if results[name]["per_tag"][t]["ap"] is None else results[name]["per_tag"][t]["ap"]
+                   for t in photos.tags}  # no AP where a tag has no positive on these photos
             results[name]["mAP_base"] = mean_ap(aps[t] for t in base)
             results[name]["mAP_added"] = mean_ap(aps[t] for t in photos.tags if t not in base)
     results["precision"] = {m.spec.name: m.variant.precision for m in tagger.models}

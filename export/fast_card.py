@@ -1,6 +1,6 @@
 """The fast model's section of the model card, from the bundle and bundle_eval's results through the runtime.
 
-    python -m hashtag.export.fast_card --bundle models --report runs/eval/report.json \\
+    python -m hashtag.export.fast_card --bundle models --run runs/fast --report runs/eval/report.json \\
         --report-other runs/eval/report-fp32.json --test runs/eval/test-fast.json --card models/README.md
 
 ``--report``: ``bundle_eval --split report`` on the everyday photos (every model and the ensemble, the
@@ -19,18 +19,19 @@ from hashtag.export.card import ENSEMBLE, fmt, read_input, table
 from hashtag.export.errors import ExportError
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.manifest import Bundle, load_bundle
+from hashtag.train.distill import MIN_TUNE_POSITIVES
 from hashtag.train.files import write_text_atomically
+from hashtag.train.run_folder import RunFolder
+from hashtag.train.weights.catalog import FAST_BACKBONE, NATIVE_SIZE
 
 BEGIN, END = "<!-- fast model: written by hashtag.export.fast_card -->", "<!-- /fast model -->"
-ORIGINAL_TAGS = 10
 # issue 23's quality targets against the ensemble on the same real photos
 TEN_MARGIN, ALL_MARGIN, PRECISION_MARGIN = 0.015, 0.02, 0.03
 
 
 def ten_tag_map(result: Mapping[str, Any], tags: Sequence[str]) -> float | None:
-    """Mean AP over the original ten tags that have positives in ``result``."""
-    aps = [result["per_tag"][t]["ap"] for t in tags[:ORIGINAL_TAGS] if result["per_tag"][t]["ap"] is not None]
-    return sum(aps) / len(aps) if aps else None
+    """Mean AP over the original ten tags (the vocabulary's base tags: bundle_eval's ``mAP_base``)."""
+    return result.get("mAP_base")
 
 
 def _row(name: str, precision: str, r: Mapping[str, Any], tags: Sequence[str]) -> list[str]:
@@ -57,10 +58,10 @@ def verdicts(bundle: Bundle, report: Mapping[str, Any]) -> list[str]:
 
 
 def fast_section(bundle: Bundle, report: Mapping[str, Any], report_other: Mapping[str, Any] | None,
-                 test: Mapping[str, Any]) -> str:
-    """The markdown between the markers."""
+                 test: Mapping[str, Any], run_info: Mapping[str, Any]) -> str:
+    """The markdown between the markers; ``run_info``: the distillation run's model.json."""
     spec = bundle.model(bundle.fast_name)
-    meta = spec.metadata
+    meta = {**spec.metadata, **run_info}  # the run's training data, not the export's dataset summary
     distill = meta.get("distillation") or {}
     chosen = distill.get("chosen", {})
     sizes = ", ".join(f"{p} {v.path.stat().st_size / 1e6:.1f} MB" for p, v in spec.variants.items())
@@ -117,13 +118,13 @@ def fast_section(bundle: Bundle, report: Mapping[str, Any], report_other: Mappin
         *table(("alpha", "best epochs", "ten-tag mAP", "all-tag mAP"), candidates),
         "",
         f"- Photos are seen at {spec.input_size} px (the everyday photos' long side; the backbone's native size "
-        "is 224); the corpus's 128 px thumbnails are fed at "
+        f"is {NATIVE_SIZE[FAST_BACKBONE]}); the corpus's 128 px thumbnails are fed at "
         f"{(meta.get('training_data') or {}).get('corpus_size', '?')} px during training. Everyday photos weigh "
         f"{distill.get('config', {}).get('everyday_weight', '?')}x a corpus photo in the loss. Both were chosen "
         "by out-of-fold mAP on the *tune* half (exploratory runs: README, 'The fast model').",
         "- Thresholds: per tag, the highest threshold at which the fast model finds as many labelled photos as "
         "the ensemble does at its own threshold: matched on the out-of-fold *tune* predictions where the tag has "
-        "at least 30 positives there, else on the corpus val split. The same coverage as the ensemble, at the "
+        f"at least {MIN_TUNE_POSITIVES} positives there, else on the corpus val split. The same coverage as the ensemble, at the "
         "precision the fast model reaches there. This rule was revised once after the first *report* figures "
         "(matched on every tag of the tune half, `sea` with 10 positives there got a threshold that put it on "
         "149 of the 1,012 report photos); the minimum of 30 positives was set then, so the report half informed "
@@ -134,7 +135,9 @@ def fast_section(bundle: Bundle, report: Mapping[str, Any], report_other: Mappin
         "```bash",
         f"hashtag distill --data data/corpus-v2 --everyday ../shared/everyday-photos --bundle models --out runs/fast "
         f"--teacher-photos {(meta.get('training_data') or {}).get('corpus_train_with_teacher', '?')} "
-        f"--input-size {spec.input_size} --max-epochs {distill.get('config', {}).get('max_epochs', '?')}",
+        f"--input-size {spec.input_size} --corpus-size {(meta.get('training_data') or {}).get('corpus_size', '?')} "
+        f"--max-epochs {distill.get('config', {}).get('max_epochs', '?')} "
+        f"--everyday-weight {distill.get('config', {}).get('everyday_weight', '?')}",
         "hashtag export --run runs/fast --data data/corpus-v2 --out runs/bundle-fast --precisions int8,fp32 --threads 2",
         "python -m hashtag.export.add_fast runs/bundle-fast models --precisions int8,fp32"
         + "".join(f" --cpu-precision {kind}={p}" for kind, p in spec.cpu_precision.items()),
@@ -144,7 +147,7 @@ def fast_section(bundle: Bundle, report: Mapping[str, Any], report_other: Mappin
         f"--models {spec.name} --precision fp32 --json runs/eval/report-fp32.json",
         "python -m hashtag.export.bundle_eval --bundle models --tables ../shared/corpus --split test "
         f"--models {spec.name} --json runs/eval/test-fast.json",
-        "python -m hashtag.export.fast_card --bundle models --report runs/eval/report.json "
+        "python -m hashtag.export.fast_card --bundle models --run runs/fast --report runs/eval/report.json "
         "--report-other runs/eval/report-fp32.json --test runs/eval/test-fast.json --card models/README.md",
         "```",
         END,
@@ -174,13 +177,16 @@ def write_section(card: Path, section: str) -> None:
               help="The same with the fast model at its other precision (--models NAME --precision P): one more row.")
 @click.option("--test", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="bundle_eval --split test --json (corpus test split).")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="The hashtag distill run folder (its model.json: training data and settings).")
 @click.option("--card", type=click.Path(path_type=Path, dir_okay=False), required=True)
-def main(bundle_dir: Path, report: Path, report_other: Path | None, test: Path, card: Path) -> None:
+def main(bundle_dir: Path, report: Path, report_other: Path | None, test: Path, run_dir: Path, card: Path) -> None:
     """Write the fast model's section of the model card."""
     try:
         bundle = load_bundle(bundle_dir)
+        run_info = read_input(RunFolder(run_dir).model_json(bundle.fast_name))
         section = fast_section(bundle, read_input(report), read_input(report_other) if report_other else None,
-                               read_input(test))
+                               read_input(test), {k: run_info[k] for k in ("training_data",) if k in run_info})
         if not card.is_file():
             raise ExportError(f"{card} does not exist; write the card with hashtag.export.card first")
         write_section(card, section)

@@ -85,7 +85,7 @@ def test_cpuinfo_parsing_and_hardware_line() -> None:
     assert info["model"] == "Test CPU 9000"
     assert info["mhz"] == 3100.5
     assert info["flags"] == {"avx2": True, "fma": True, "avx512f": True, "avx512bw": True, "avx512_vnni": True,
-                             "avx_vnni": False}
+                             "avx_vnni": False, "amx_int8": False}
     env = {"cpu": {**info, "usable_cpus": 2, "clock_mhz": 3100.5}, "gpu": None,
            "software": {"onnxruntime": "1.2.3", "python": "3.11.0"}}
     line = envinfo.hardware_line(env)

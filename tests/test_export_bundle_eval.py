@@ -101,3 +101,15 @@ def test_real_photo_halves_and_a_subset_of_models(tmp_path: Path) -> None:
     scored = json.loads(out.read_text())
     assert set(scored) == {"vgg16", "precision"} and scored["vgg16"]["n_images"] == len(expected)
     assert "micro_precision" in scored["vgg16"] and "hashtags precision" in result.output
+
+    # a tag no photo here carries has no AP: the original/added split of a wider vocabulary still scores
+    keywords = tables / "keywords.tsv000"
+    keywords.write_text("".join(line for line in keywords.read_text().splitlines(keepends=True)
+                                if "\tvery_blue\t" not in line))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["vocabulary"] = {"base_tags": ["blue", "very_blue"]}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    results = evaluate_bundle(bundle, split_photos(tables, TINY_TAGS, "report"), progress=False)
+    assert results["ensemble"]["per_tag"]["very_blue"]["ap"] is None
+    assert results["ensemble"]["mAP_base"] == pytest.approx(results["ensemble"]["per_tag"]["blue"]["ap"])
+    assert results["ensemble"]["mAP_added"] == pytest.approx(results["ensemble"]["per_tag"]["odd"]["ap"])

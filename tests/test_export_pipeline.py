@@ -149,7 +149,7 @@ def _val_images(data: Path) -> list[Image.Image]:
 def test_runtime_loads_bundle_and_agrees_with_keras(exported: dict[str, Path]) -> None:
     images = _val_images(exported["data"])
     fp32 = Tagger(exported["out"], provider="cpu", precision="fp32").probabilities(images)
-    int8_tagger = Tagger(exported["out"], provider="cpu")
+    int8_tagger = Tagger(exported["out"], provider="cpu", precision="int8")
     assert {m.variant.precision for m in int8_tagger.models} == {"int8"}
     int8 = int8_tagger.probabilities(images)
     for name in MODELS:

@@ -223,13 +223,16 @@ def test_card_section_is_written_between_markers_and_judges_the_targets(fast_bun
 
     def result(ap: float, precision: float, recall: float) -> dict:
         per_tag = {t: {"ap": ap} for t in TAGS}
-        return {"per_tag": per_tag, "mAP": ap, "micro_precision": precision, "micro_recall": recall, "n_images": 9}
+        return {"per_tag": per_tag, "mAP": ap, "mAP_base": ap, "micro_precision": precision, "micro_recall": recall,
+                "n_images": 9}
 
     report = {**{n: result(0.70, 0.6, 0.8) for n in ENSEMBLE}, "ensemble": result(0.80, 0.66, 0.87),
               FAST: result(0.79, 0.65, 0.86), "precision": {**{n: "int8" for n in ENSEMBLE}, FAST: "fp32"}}
     test = {FAST: {**result(0.9, 0.8, 0.9), "mAP_base": 0.91, "mAP_added": 0.89}, "precision": {FAST: "fp32"}}
-    section = fast_section(load_bundle(fast_bundle), report, None, test)
+    section = fast_section(load_bundle(fast_bundle), report, None, test,
+                           {"training_data": {"corpus_train_with_teacher": 77, "corpus_size": 64}})
     assert section.startswith(BEGIN) and section.endswith(END)
+    assert "the teacher on 77 of its photos" in section and "fed at 64 px" in section
     assert "- ten-tag mAP: 0.790 vs the ensemble's 0.800 (target >= ensemble - 0.015): **met**" in section
     assert "- all-tag mAP: 0.790 vs the ensemble's 0.800 (target >= ensemble - 0.02): **met**" in section
     assert "precision 0.650 at recall 0.860 vs the ensemble's 0.660 at 0.870" in section and "**not met**" in section

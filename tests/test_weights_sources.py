@@ -151,7 +151,7 @@ def pypi_record(name: str, **extra: object) -> dict:
 # --- catalogue and cache ---------------------------------------------------------------------------------
 
 def test_preprocessing_entries_are_valid_manifest_dicts() -> None:
-    assert NATIVE_SIZE == {"vgg16": 224, "inceptionv3": 299, "xception": 299}
+    assert NATIVE_SIZE == {"vgg16": 224, "inceptionv3": 299, "xception": 299, "efficientnet_lite0": 224}
     for entry in PREPROCESSING.values():
         assert Preprocessing.from_dict(entry).to_dict() == entry
     assert PREPROCESSING["vgg16"]["color_order"] == "BGR" and PREPROCESSING["xception"]["std"] == [127.5] * 3

@@ -45,7 +45,7 @@ class DistillConfig:
     alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
     teacher_weight: float = 1.0  # weight of teacher-only elements relative to labelled ones
     everyday_weight: float = 3.0  # weight of an everyday (tune half) photo relative to a corpus one
-    max_epochs: int = 15  # best epochs were 9-14 on the tune half (distill.log of the shipped run)
+    max_epochs: int = 15  # the shipped run's best were 9-14 (models/README.md)
     batch_size: int = 128
     learning_rate: float = 1e-3
     head: str = "gap-mlp512"

@@ -48,7 +48,7 @@ N_PHOTOS=${HASHTAG_ARM64_PHOTOS:-20}
 CORPUS=${HASHTAG_CORPUS:-$(dirname "$REPO")/shared/corpus}
 HOST_PYTHON=${HASHTAG_HOST_PYTHON:-python3}
 TOLERANCE=${TOLERANCE:-0.02}
-OUT=${1:-$REPO/benchmarks/results/arm64-emulated-$(date -u +%F)}
+OUT=$(realpath -m "${1:-$REPO/benchmarks/results/arm64-emulated-$(date -u +%F)}")  # absolute: steps cd elsewhere
 RUN_IN_ROOT=/tmp/hashtag-run          # this run's files inside the root (removed on exit)
 RUN=$ROOTFS$RUN_IN_ROOT
 
