@@ -16,7 +16,7 @@ from hashtag.runtime.ensemble import ensemble_mean
 from hashtag.runtime.errors import BundleError, ImageError, ModelSelectionError, ProviderError
 from hashtag.runtime.images import ImageSource, describe, load_image
 from hashtag.runtime.manifest import PRECISIONS, Bundle, ModelSpec, Variant, load_bundle
-from hashtag.runtime.pipeline import Decoded, decode_ahead
+from hashtag.runtime.pipeline import DECODE_WORKERS, Decoded, decode_ahead
 from hashtag.runtime.prediction import Options, build_predictions, ensemble_thresholds, model_thresholds
 from hashtag.runtime.preprocess import InputKey, input_key, prepare_inputs
 from hashtag.runtime.providers import (
@@ -26,6 +26,7 @@ from hashtag.runtime.providers import (
     auto_providers,
     default_threads,
     open_model,
+    usable_cpus,
 )
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,11 @@ class Tagger:
     ) -> str:
         """Open every model; for 'auto', try each of ``auto_providers()`` until one loads them all."""
         attempts = auto_providers() if provider == "auto" else [provider]
+        if provider == "auto" and all(s.role == "fast" for s in specs):
+            # OpenVINO compiles each model when it loads (0.43 s for the fast model against 0.03 s for ONNX
+            # Runtime) and runs this small one no faster (9.5 vs 10.0 ms, benchmarks/results/fast-cpu-2core-
+            # 2026-12-03): for the fast model alone, 'auto' skips it and keeps the cold start short.
+            attempts = [p for p in attempts if p != "openvino"]
         # Models that run together share the cores: the ensemble members side by side; a fast model runs alone.
         together = sum(s.role == "ensemble" for s in specs) or len(specs)
         for attempt in attempts:
@@ -253,12 +259,17 @@ class Tagger:
                        options: Options = Options()) -> Iterator[Prediction | ImageError]:
         """A Prediction per source in input order, or the ImageError of a source that cannot be read.
 
-        Photos are decoded in a worker thread while the models run on the previous batch; at most
-        two batches of decoded photos exist at a time, so memory does not grow with the number of sources.
+        Photos are decoded in a worker thread (the fast model alone: one per core) while the models run on the
+        previous batch; at most a batch (or a photo per decoder) is decoded ahead, so memory does not grow with
+        the number of sources.
         """
         options.chosen(self.names, self.default_names)  # refuse unknown models before decoding any
+        # One decoder keeps up with the ensemble; the fast model alone outruns it (10 ms against ~20 ms to
+        # draft-decode a 12-Mpx JPEG), so there every core decodes.
+        workers = DECODE_WORKERS if any(m.spec.role == "ensemble" for m in self.models) else usable_cpus()
         pending: list[tuple[str, Decoded]] = []
-        for name, item in decode_ahead(sources, self.min_decode_size, ahead=self.batch_size):
+        for name, item in decode_ahead(sources, self.min_decode_size, ahead=max(self.batch_size, workers),
+                                       workers=workers):
             pending.append((name, item))
             if sum(isinstance(i, Image.Image) for _, i in pending) == self.batch_size:
                 yield from self._finish(pending, options)
