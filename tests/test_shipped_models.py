@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hashtag.export.add_fast import MAX_BUNDLE_MB
 from hashtag.models import DEFAULT_BUNDLE
 from hashtag.runtime import Tagger, load_bundle
 from hashtag.runtime.manifest import manifest_sha256
@@ -35,8 +36,9 @@ def test_bundle_is_complete_and_small() -> None:
     assert set(bundle.model(bundle.fast_name).variants) == {"int8", "fp32"}  # the runtime picks per CPU
     assert all("int8" in m.variants for m in bundle.models)
     total = sum(v.path.stat().st_size for m in bundle.models for v in m.variants.values())
-    assert total < 100e6
-    assert {m.input_size for m in bundle.models} == {224, 299}
+    assert total < MAX_BUNDLE_MB * 1e6
+    assert {bundle.model(n).input_size for n in bundle.ensemble_names} == {224, 299}
+    assert bundle.fast.input_size == 320
     assert CARD.is_file() and ("ensemble", "int8") in card_figures()
     assert "## The fast model (`--fast`)" in CARD.read_text()
 
