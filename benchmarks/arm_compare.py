@@ -361,8 +361,8 @@ def render_report(results: Path, summary: Mapping[str, Any]) -> str:
                      f"{at.get('image', '')}: {at.get('reference', 0):.4f} vs {at.get('candidate', 0):.4f} |")
     fast_runs = [(run, load(run["fast_compare"])) for run, _, _, _ in runs if run.get("fast_compare")]
     if fast_runs:
-        lines += ["", "The fast model alone (`hashtag predict --fast --json`, the precision the runtime picks on each "
-                      "CPU), against the same command on x86-64:", "",
+        lines += ["", "The fast model alone in FP32 (`hashtag predict --fast --precision fp32 --json`), against the same "
+                      "command on x86-64:", "",
                   "| emulated CPU | same hashtags | largest probability difference | where |", "|---|---|---|---|"]
         for run, cmp in fast_runs:
             at = cmp.get("max_abs_diff_at") or {}

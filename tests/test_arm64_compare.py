@@ -235,14 +235,14 @@ def test_report_of_a_results_folder(x86_output: Path, tmp_path: Path) -> None:
     assert "different hashtags: synthetic0.jpg ensemble" in readme and "**no**: 1 differ" in readme
     assert "cortex-a72 vs max (aarch64 against aarch64)" in readme and summary["between_runs"][0]["a"] == "cortex-a72"
     assert "same SHA-256 as on x86-64" in readme
-    assert "The fast model alone (`hashtag predict --fast --json`" in readme
+    assert "The fast model alone in FP32 (`hashtag predict --fast --precision fp32 --json`)" in readme
     assert "| cortex-a72 | yes, 3/3 photos | 0.000 |" in readme
     assert " ms" not in readme and "second" not in readme  # no timing is ever reported
 
 
 def test_the_script_is_wired_to_this_module() -> None:
     script = (REPO / "benchmarks" / "arm64" / "run.sh").read_text()
-    assert script.count("predict --fast --json \"$") == 2 and "compare-fast-$cpu.json" in script
+    assert script.count("predict --fast --precision fp32 --json \"$") == 2 and "compare-fast-$cpu.json" in script
     for command in ("select-photos", "env", "peak-rss", "compare", "report"):
         assert f"arm_compare {command}" in script or f'"${{COMPARE[@]}}" {command}' in script, command
     assert "--bundle" not in script and "/sys" in script  # default bundle; /sys is named only to say it is not mounted

@@ -8,8 +8,9 @@
 # 2. Installs this checkout twice with `pip install <repo>` (base install, no extras, PyPI wheels): in a
 #    venv on the host (x86-64, the reference) and in a venv in the arm64 root (aarch64 wheels), the aarch64
 #    side pinned to the versions the host resolved, so both run the same onnxruntime/numpy/pillow/click.
-# 3. Runs `hashtag models`, `hashtag predict --json` and `hashtag predict --fast --json` (the fast model
-#    alone) with the default bundle on the same photos on both sides:
+# 3. Runs `hashtag models`, `hashtag predict --json` and `hashtag predict --fast --precision fp32 --json` (the
+#    fast model alone, in FP32 on both sides: its INT8 kernels round differently on x86 without VNNI and on
+#    ARM, and each CPU kind may pick another precision) with the default bundle on the same photos on both sides:
 #    grace_hopper.jpg from matplotlib plus N photos of the test split of ../shared/corpus, copied in for
 #    the run only (never into the repo). The aarch64 side runs once per emulated CPU, side by side:
 #    cortex-a72 (Raspberry Pi 4: NEON, no dot product) and cortex-a76 (Pi 5, RK3588, and like Jetson
@@ -219,7 +220,7 @@ log "x86-64: hashtag models, hashtag predict --json"
     "${COMPARE[@]}" peak-rss "$OUT/x86_64/rss.json" --key predict --stdout "$OUT/x86_64/predict.jsonl" -- \
         "$HX/hashtag" predict --json "$RUN/photos"
     "${COMPARE[@]}" peak-rss "$OUT/x86_64/rss.json" --key baseline -- "$HX/python" -c pass
-    "$HX/hashtag" predict --fast --json "$RUN/photos" > "$OUT/x86_64/predict-fast.jsonl"
+    "$HX/hashtag" predict --fast --precision fp32 --json "$RUN/photos" > "$OUT/x86_64/predict-fast.jsonl"
 ) || die "the x86-64 reference run failed"
 MANIFEST=$("$HX/python" -c 'import hashtag.models, pathlib; print(pathlib.Path(hashtag.models.__file__).parent / "manifest.json")')
 
@@ -246,7 +247,7 @@ arm_run() {  # arm_run CPU: one emulated CPU's run, in $RUN/CPU (stdout/stderr t
         --stdout "$d/predict.jsonl" -- "$AV/hashtag" predict --json "$RUN_IN_ROOT/photos" || return 1
     in_root "$cpu" "$AV/python" -m hashtag.benchmarks.arm_compare peak-rss "$d/rss.json" --key baseline \
         -- "$AV/python" -c pass || return 1
-    in_root "$cpu" "$AV/hashtag" predict --fast --json "$RUN_IN_ROOT/photos" > "$ROOTFS$d/predict-fast.jsonl"
+    in_root "$cpu" "$AV/hashtag" predict --fast --precision fp32 --json "$RUN_IN_ROOT/photos" > "$ROOTFS$d/predict-fast.jsonl"
 }
 # The emulated CPUs run side by side (each mostly keeps one core busy); their progress is in $RUN/CPU/predict.jsonl.
 declare -A JOB_OF
