@@ -41,6 +41,7 @@ from hashtag.train.augment import make_view
 from hashtag.train.blocks import Cut
 from hashtag.train.config import EXTRACT_ENGINES
 from hashtag.train.errors import SettingsError
+from hashtag.train.files import open_npy_memmap
 from hashtag.train.progress import Progress
 
 FORMAT_VERSION = 1
@@ -103,17 +104,6 @@ def _ids_key(photos: Sequence[Photo], view: int) -> str:
         size = p.path.stat().st_size if p.path.exists() else -1
         h.update(f"{p.photo_id}\t{p.path.name}\t{size}\n".encode())
     return h.hexdigest()[:12]
-
-
-def _open_array(path: Path, shape: tuple[int, ...], dtype: str) -> np.memmap:
-    """Open an existing .npy memmap of the right shape, or create a zero-filled one."""
-    if path.exists():
-        arr = np.lib.format.open_memmap(path, mode="r+")
-        if arr.shape == shape and arr.dtype == np.dtype(dtype):
-            return arr
-        del arr
-        path.unlink()
-    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
 @dataclass
@@ -214,8 +204,8 @@ class FeatureCache:
         arrays, done = {}, {}
         for kind in kinds:
             shape, dtype = self._shape(kind, len(photos))
-            arrays[kind] = _open_array(folder / f"{kind}.npy", shape, dtype)
-            done[kind] = _open_array(folder / f"{kind}.done.npy", (len(photos),), "bool")
+            arrays[kind] = open_npy_memmap(folder / f"{kind}.npy", shape, dtype)
+            done[kind] = open_npy_memmap(folder / f"{kind}.done.npy", (len(photos),), "bool")
         missing = rows[~np.all([done[k][rows] for k in kinds], axis=0)] if len(rows) else rows
         stats = ExtractStats(reused=len(rows) - len(missing))
         if len(missing):

@@ -10,7 +10,10 @@ import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @contextmanager
@@ -43,3 +46,17 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def open_npy_memmap(path: Path, shape: tuple[int, ...], dtype: str) -> "np.memmap":
+    """An existing .npy memmap of the right shape and dtype opened for writing, or a new zero-filled one: the
+    resumable row stores (feature and teacher caches) fill it row by row."""
+    import numpy as np
+
+    if path.exists():
+        arr = np.lib.format.open_memmap(path, mode="r+")
+        if arr.shape == shape and arr.dtype == np.dtype(dtype):
+            return arr
+        del arr
+        path.unlink()
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)

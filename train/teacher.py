@@ -19,8 +19,9 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from hashtag.runtime.manifest import ensemble_sha256, load_bundle
+from hashtag.runtime.manifest import Bundle, ensemble_sha256, load_bundle
 from hashtag.runtime.tagger import Tagger
+from hashtag.train.files import open_npy_memmap
 from hashtag.train.progress import Progress
 
 
@@ -45,34 +46,27 @@ class TeacherProbabilities:
         return self.probs.mean(axis=1)
 
 
-def _group(cache_dir: Path, bundle: Path, group: str, photos: Sequence[Photo]) -> Path:
+def _group(cache_dir: Path, bundle: Bundle, group: str, photos: Sequence[Photo]) -> Path:
     ids = hashlib.sha256("".join(f"{p.photo_id}\t{p.path.name}\n" for p in photos).encode()).hexdigest()[:12]
-    return Path(cache_dir) / f"teacher-{ensemble_sha256(load_bundle(bundle))[:12]}" / f"{group}-{ids}"
-
-
-def _open(path: Path, shape: tuple[int, ...], dtype: str) -> np.memmap:
-    if path.exists():
-        arr = np.lib.format.open_memmap(path, mode="r+")
-        if arr.shape == shape and arr.dtype == np.dtype(dtype):
-            return arr
-        del arr
-        path.unlink()
-    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    return Path(cache_dir) / f"teacher-{ensemble_sha256(bundle)[:12]}" / f"{group}-{ids}"
 
 
 def teacher_probabilities(bundle: Path, cache_dir: Path, group: str, photos: Sequence[Photo],
                           limit: int | None = None, threads: int | None = None, batch_size: int = 8,
                           progress: bool = True) -> TeacherProbabilities:
     """The bundle's ensemble models on ``photos`` (the first ``limit`` rows at most), computing only missing rows."""
-    tagger = Tagger(bundle, provider="cpu", threads=threads, batch_size=batch_size,
-                    models=load_bundle(bundle).ensemble_names)
-    folder = _group(cache_dir, bundle, group, photos)
+    loaded = load_bundle(bundle)
+    folder = _group(cache_dir, loaded, group, photos)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "ids.txt").write_text("".join(f"{p.photo_id}\n" for p in photos))
-    shape = (len(photos), len(tagger.names), len(tagger.bundle.tags))
-    probs, done = _open(folder / "probs.npy", shape, "float32"), _open(folder / "done.npy", (len(photos),), "bool")
+    shape = (len(photos), len(loaded.ensemble_names), len(loaded.tags))
+    probs = open_npy_memmap(folder / "probs.npy", shape, "float32")
+    done = open_npy_memmap(folder / "done.npy", (len(photos),), "bool")
     wanted = np.arange(min(len(photos), limit if limit is not None else len(photos)))
     missing = wanted[~done[wanted]]
+    if not len(missing):  # all cached: no model is loaded
+        return TeacherProbabilities(loaded.ensemble_names, loaded.tags, np.asarray(probs), np.asarray(done))
+    tagger = Tagger(loaded, provider="cpu", threads=threads, batch_size=batch_size, models=loaded.ensemble_names)
     with Progress(len(missing), f"teacher {group}", enabled=progress) as bar:
         for start in range(0, len(missing), batch_size):
             rows = missing[start:start + batch_size]
