@@ -21,8 +21,7 @@ import click
 from hashtag.benchmarks import stats
 from hashtag.benchmarks.e2e import hashtag_command, run_timed
 from hashtag.benchmarks.photos import write_sized_photos
-from hashtag.runtime.options import bundle_option, resolve_bundle
-from hashtag.runtime.providers import PROVIDER_CHOICES
+from hashtag.runtime.options import bundle_option, provider_option, resolve_bundle
 from hashtag.runtime.tagger import DEFAULT_BATCH_SIZE
 
 WITHIN = 0.05  # a batch size is as good as the best when its photos/s is at most this much lower
@@ -44,7 +43,7 @@ def choose(results: dict[int, dict[str, float]], within: float = WITHIN, budget_
 
 @click.command()
 @bundle_option
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
+@provider_option
 @click.option("--batch-sizes", default="1,2,4,8", show_default=True)
 @click.option("--photos", "count", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--size", default="4000x3000", show_default=True, help="Photo size, WxH.")

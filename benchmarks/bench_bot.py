@@ -3,8 +3,8 @@
     python -m hashtag.benchmarks.bench_bot [--bundle DIR] [--users 1,10,50] [--seconds 15] [--json out.json]
 
 The real ``hashtag bot`` process serves the users (long polling, as deployed); this process plays the Bot
-API server (hashtag.benchmarks.fake_bot_api, enforcing Telegram's flood limits) and the users, each
-sending a photo and waiting for the reply before the next (closed loop). Reported per user count:
+API server (the fake of a source checkout's tests/fakes/telegram, enforcing Telegram's flood limits) and the
+users, each sending a photo and waiting for the reply before the next (closed loop). Reported per user count:
 replies/s and reply latency p50/p95 (photo sent -> reply received), next to the runtime's own ensemble
 latency and throughput measured in this same run (right before and after each level, same photos, same
 worker and thread settings: the machine may be shared, and each level is compared with the runtime as
@@ -32,19 +32,21 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from hashtag.benchmarks.photos import encoded_photos
 from hashtag.benchmarks.runtime_alone import RuntimeRound, measure_runtime
 from hashtag.bot.config import default_workers
-from hashtag.benchmarks.fake_bot_api import FakeBotApi
 from hashtag.bot.ratelimit import HELD_RE
 from hashtag.bot.replies import prediction_text
-from hashtag.models import default_bundle
-from hashtag.runtime.providers import PROVIDER_CHOICES
+from hashtag.runtime.options import provider_option, threads_option, workers_option
+from hashtag.runtime.settings import BOT_API_URL_ENV, BOT_TOKEN_ENV, settings as environment
 from hashtag.runtime.tagger import Tagger
+
+if TYPE_CHECKING:  # a test double, not installed: fake_bot_api() loads it from the source checkout
+    from fakes.telegram import FakeBotApi
 
 TARGET_LATENCY_RATIO = 1.3
 TARGET_THROUGHPUT_RATIO = 0.8
@@ -52,6 +54,7 @@ TOKEN = "100000:BENCH-loopback-only"  # the fake server's token; never a real on
 START_TIMEOUT_S = 60
 REPLY_TIMEOUT_S = 120
 N_PHOTOS = 8
+CHECKOUT_TESTS = Path(__file__).resolve().parents[1] / "tests"  # in a source checkout; the wheel has no tests/
 
 
 @dataclass
@@ -77,6 +80,20 @@ class Level:
         """Reply latencies without the time flood control held the reply."""
         waits = self.flood_wait_s or [0.0] * len(self.latencies_s)
         return [t - w for t, w in zip(self.latencies_s, waits, strict=True)]
+
+
+def fake_bot_api() -> type[FakeBotApi]:
+    """The loopback fake Bot API server, a test double that lives in a source checkout's tests/fakes/telegram.
+
+    The wheel leaves tests/ out, so this benchmark runs from a source checkout only, and says so otherwise.
+    """
+    if not (CHECKOUT_TESTS / "fakes" / "telegram").is_dir():
+        raise SystemExit("bench_bot needs a source checkout of hashtag: it plays Telegram with the fake Bot API "
+                         f"server in tests/fakes/telegram, not found in {CHECKOUT_TESTS}")
+    sys.path.insert(0, str(CHECKOUT_TESTS))
+    from fakes.telegram import FakeBotApi
+
+    return FakeBotApi
 
 
 def flood_waits(log_text: str) -> dict[int, float]:
@@ -119,7 +136,7 @@ async def load_level(api: FakeBotApi, users: int, photos: Sequence[bytes], expec
 def start_bot(api_url: str, bundle: Path, provider: str, workers: int, threads: int | None,
               log: Path) -> subprocess.Popen:
     """The real bot process (``python -m hashtag.bot`` = ``hashtag bot``) pointed at the fake server."""
-    env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": api_url}
+    env = {**os.environ, BOT_TOKEN_ENV: TOKEN, BOT_API_URL_ENV: api_url}
     cmd = [sys.executable, "-m", "hashtag.bot", "--bundle", str(bundle), "--provider", provider,
            "--workers", str(workers), "--log-level", "info", "--state-file", str(log.with_name("state.sqlite3"))]
     if threads:
@@ -136,8 +153,8 @@ async def wait_serving(api: FakeBotApi, proc: subprocess.Popen, log: Path) -> No
         await asyncio.sleep(0.05)
 
 
-async def run_load(args: argparse.Namespace, tagger: Tagger, bundle: Path, photos: list[bytes],
-                   expected: list[str], workers: int) -> tuple[list[RuntimeRound], list[Level], int]:
+async def run_load(args: argparse.Namespace, server: type[FakeBotApi], tagger: Tagger, bundle: Path,
+                   photos: list[bytes], expected: list[str], workers: int) -> tuple[list[RuntimeRound], list[Level], int]:
     """Start the fake server and the bot, then alternate runtime-alone rounds and load levels.
 
     The runtime is measured right before and after every level (in a thread, while the idle bot keeps
@@ -151,7 +168,7 @@ async def run_load(args: argparse.Namespace, tagger: Tagger, bundle: Path, photo
 
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "bot.log"
-        async with FakeBotApi(TOKEN) as api:
+        async with server(TOKEN) as api:
             proc = start_bot(api.url, bundle, args.provider, workers, args.threads, log)
             try:
                 await wait_serving(api, proc, log)
@@ -251,29 +268,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hashtag.benchmarks.bench_bot",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped one)")
-    parser.add_argument("--provider", default="auto", choices=PROVIDER_CHOICES)
+    provider_option.add_to(parser)
     parser.add_argument("--users", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50],
                         help="comma-separated user counts (default 1,10,50)")
     parser.add_argument("--seconds", type=float, default=15.0,
                         help="seconds per load level (default 15); runtime-alone rounds take half")
     parser.add_argument("--size", type=_size, default=(1280, 960),
                         help="photo size WxH (default 1280x960, Telegram's usual largest size)")
-    parser.add_argument("--workers", type=int, default=None, help="bot inference workers (default: one per CPU)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op threads per model (default: ONNX Runtime's)")
+    workers_option.add_to(parser)
+    threads_option.add_to(parser)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    bundle = args.bundle or default_bundle()
+    server = fake_bot_api()
+    bundle = args.bundle or environment().bundle
     workers = args.workers or default_workers()
     photos = encoded_photos(N_PHOTOS, args.size)
     load_before = [round(x, 2) for x in os.getloadavg()]
     tagger = Tagger(bundle, provider=args.provider, threads=args.threads)
     expected = [prediction_text(tagger.predict_one(photo)) for photo in photos]
-    rounds, levels, code = asyncio.run(run_load(args, tagger, bundle, photos, expected, workers))
+    rounds, levels, code = asyncio.run(run_load(args, server, tagger, bundle, photos, expected, workers))
     models = ", ".join(f"{m.spec.name} {m.variant.precision}" for m in tagger.models)
     settings = {"bundle": str(bundle), "models": models,
                 "provider": tagger.provider, "workers": workers, "threads": args.threads, "size": list(args.size),

@@ -36,8 +36,9 @@ from hashtag.benchmarks.envinfo import collect, hardware_line, load_average
 from hashtag.benchmarks.photos import encoded_photos
 from hashtag.benchmarks.runtime_alone import RuntimeRound, measure_runtime
 from hashtag.benchmarks.stats import percentile
-from hashtag.models import default_bundle
+from hashtag.runtime.options import provider_option
 from hashtag.runtime.providers import usable_cpus
+from hashtag.runtime.settings import settings
 from hashtag.runtime.tagger import Tagger
 
 TARGET_LATENCY_RATIO = 1.15
@@ -240,7 +241,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m hashtag.benchmarks.bench_serve",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped one)")
-    parser.add_argument("--provider", default="cpu", help="execution provider for the servers and the runtime")
+    provider_option.add_to(parser)  # the servers' and the runtime's
     parser.add_argument("--clients", type=_int_list, default=[1, 8, 32], help="concurrent clients (default 1,8,32)")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="seconds per load level (default 10); each runtime-alone round takes half")
@@ -264,7 +265,7 @@ def modes(args: argparse.Namespace) -> list[Mode]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    bundle = args.bundle or default_bundle()
+    bundle = args.bundle or settings().bundle
     photos = encoded_photos(N_PHOTOS, args.size)
     env = collect(bundle)
     print(f"serve load benchmark — {bundle}, provider {args.provider}, photos {args.size[0]}x{args.size[1]} JPEG, "

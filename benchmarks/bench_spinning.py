@@ -15,9 +15,9 @@ from pathlib import Path
 import click
 
 from hashtag.benchmarks.photos import synthetic_photo
-from hashtag.benchmarks.runner import time_calls
 from hashtag.benchmarks.stats import Summary, best_round, median_of_rounds, round_ratios
-from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
+from hashtag.benchmarks.timing import time_calls
+from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle, threads_option
 from hashtag.runtime.providers import usable_cpus
 from hashtag.runtime.tagger import Tagger
 
@@ -32,7 +32,7 @@ def _timed_calls(tagger: Tagger, images: list, runs: int) -> list[float]:
 @deprecated_models_dir_option
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None)
+@threads_option.described("Intra-op threads per model (default: every usable CPU, so that there is a pool to spin).")
 def main(bundle_dir: Path | None, models_arg: str | None, rounds: int, runs: int, threads: int | None) -> None:
     """Print batch-1 ensemble p50 with spinning off and on, per round, and their ratio."""
     bundle = resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0]

@@ -9,13 +9,15 @@ from typing import Any
 import click
 
 from hashtag.benchmarks import report
+from hashtag.benchmarks.config import PHOTO_SIZES, BenchConfig
 from hashtag.benchmarks.photos import write_photos
-from hashtag.benchmarks.runner import PHOTO_SIZES, BenchConfig, run_benchmark
+from hashtag.benchmarks.runner import run_benchmark
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.images import IMAGE_SUFFIXES, find_images
 from hashtag.runtime.manifest import PRECISIONS
-from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
-from hashtag.runtime.providers import PROVIDER_CHOICES
+from hashtag.runtime.options import (
+    bundle_option, deprecated_models_dir_option, provider_option, resolve_bundle, threads_option,
+)
 
 SYNTHETIC = {"count": 8, "size": (1280, 960)}
 # --quick: a smoke run for tests and CI; explicit options still win.
@@ -73,12 +75,11 @@ def _progress(message: str) -> None:
               help="Folder of photos (searched recursively, sorted); default: synthetic photos.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help=f"Write {report.JSON_NAME}, {report.CSV_NAME}, {report.PNG_NAME} and {report.MARKDOWN_NAME} here.")
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True,
-              help="auto: CPU, plus CUDA when it really loads.")
+@provider_option.described("Providers to measure (auto: ONNX Runtime's CPU provider, OpenVINO when installed and "
+                            "CUDA when it really loads, each in its own rows).")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
               help="Only this precision (repeatable; default: every precision in the bundle).")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Intra-op threads per session (default: onnxruntime's choice).")
+@threads_option
 @click.option("--rounds", type=click.IntRange(min=1), default=None, help="Interleaved rounds [3; quick 2].")
 @click.option("--runs", type=click.IntRange(min=1), default=None, help="Batch-1 calls per variant per round [30].")
 @click.option("--budget", "budget_s", type=click.FloatRange(min=0.01), default=None,

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hashtag.runtime.cpu import X86_REPORTED_FLAGS
+from hashtag.runtime.cpu import X86_REPORTED_FLAGS, cpu_features
 from hashtag.runtime.manifest import manifest_sha256
 from hashtag.runtime.providers import usable_cpus
 
@@ -63,6 +63,22 @@ def cpu_info() -> dict[str, Any]:
     info["logical_cpus"] = os.cpu_count()
     info["usable_cpus"] = usable_cpus()
     return info
+
+
+def cpu_features_seen() -> dict[str, Any]:
+    """The CPU features this process sees, read as the runtime reads them to pick a precision
+    (``hashtag.runtime.cpu``): /proc/cpuinfo's SIMD flags on x86, the auxiliary vector on aarch64 Linux (under
+    qemu-user, what qemu emulates, where ``cpu_info``'s model and flags may be the host's)."""
+    features = cpu_features()
+    return {"machine": features.machine, "features": sorted(features.flags), "int8_flags": list(features.int8_flags)}
+
+
+def os_name() -> str | None:
+    """The distribution's PRETTY_NAME from os-release (e.g. Debian GNU/Linux 12 (bookworm)), None where absent."""
+    try:
+        return platform.freedesktop_os_release().get("PRETTY_NAME")
+    except OSError:
+        return None
 
 
 def gpu_name() -> str | None:

@@ -2,12 +2,16 @@
 
 The peak is the kernel's high-water mark (VmHWM in /proc/PID/status): unlike getrusage's ru_maxrss it
 starts afresh at exec (a child's figure is its own, not the benchmark's that spawned it) and can be
-reset (``reset_peak_rss``). Where /proc is missing, ru_maxrss of this process is the fallback.
+reset (``reset_peak_rss``). Where /proc is missing, ru_maxrss of this process is the fallback. A command
+run to its end (``run_to_peak_rss``) is measured by the figure the kernel hands over when it exits.
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 BYTES_PER_MB = 1e6
 
@@ -45,8 +49,27 @@ def peak_rss_mb(pid: int | None = None) -> float | None:
         import resource
     except ImportError:
         return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / BYTES_PER_MB if sys.platform == "darwin" else peak * 1024 / BYTES_PER_MB  # macOS: bytes, Linux: KiB
+    return _maxrss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _maxrss_mb(maxrss: int) -> float:
+    """getrusage's ru_maxrss in MB: bytes on macOS, KiB on Linux."""
+    return maxrss / BYTES_PER_MB if sys.platform == "darwin" else maxrss * 1024 / BYTES_PER_MB
+
+
+def run_to_peak_rss(cmd: Sequence[str], stdout: Path | None = None) -> tuple[int, float]:
+    """Run ``cmd`` to its end (stdout to a file, else discarded); its exit status and peak RSS in MB.
+
+    The peak is the child's ru_maxrss from wait4, the kernel's own record, so no spike between samples is
+    missed (``peak_rss_mb(pid)`` reads a live process) and no process run before counts (RUSAGE_CHILDREN
+    would). Being ru_maxrss, it is at least what this process held when it spawned the child: call it from a
+    small process. Under qemu-user it is the emulator's figure, the guest's memory plus qemu's own.
+    """
+    with open(stdout if stdout else os.devnull, "wb") as out:
+        child = subprocess.Popen(list(cmd), stdout=out)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    return child.returncode, _maxrss_mb(usage.ru_maxrss)
 
 
 def reset_peak_rss() -> bool:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from hashtag.benchmarks.macs import count_macs
 from hashtag.benchmarks.memory import current_rss_mb
-from hashtag.runtime.ensemble import ensemble_mean
+from hashtag.runtime.ensemble import Combination, combine
 from hashtag.runtime.errors import HashtagError, ProviderError
 from hashtag.runtime.manifest import PRECISIONS, Bundle, ModelSpec
 from hashtag.runtime.ov_session import openvino_installed
@@ -117,7 +117,7 @@ def _warm(call: Call, batch_sizes: Sequence[int], warmup: int) -> None:
             call(b, k)
 
 
-def ensemble_of(members: Sequence[Variant], precision: str, provider: str) -> Variant:
+def ensemble_of(members: Sequence[Variant], precision: str, provider: str, combination: Combination) -> Variant:
     """An ensemble of separately loaded members (stock OpenVINO, Keras): each in turn, then the ensemble rule.
 
     Its creation, cold and RSS figures are sums over the members.
@@ -125,7 +125,7 @@ def ensemble_of(members: Sequence[Variant], precision: str, provider: str) -> Va
     calls = {m.model: m.call for m in members}
 
     def call(b: int, k: int) -> np.ndarray:
-        return ensemble_mean({name: c(b, k) for name, c in calls.items()})
+        return combine({name: c(b, k) for name, c in calls.items()}, combination)
 
     rss = [m.rss_delta_mb for m in members]
     macs = [m.macs for m in members]
@@ -212,7 +212,7 @@ def stock_openvino_variants(
                                _rss_delta(rss0), _macs(path, macs_cache)))
     in_ensemble = [m for m in members if m.model in bundle.ensemble_names]
     if len(in_ensemble) == len(bundle.ensemble_names) > 1:
-        members.append(ensemble_of(in_ensemble, "int8", STOCK_OPENVINO))
+        members.append(ensemble_of(in_ensemble, "int8", STOCK_OPENVINO, bundle.combination))
     return members
 
 
@@ -309,5 +309,5 @@ def load_keras(
                  f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
     in_ensemble = [m for m in members if m.model in bundle.ensemble_names]
     if len(in_ensemble) == len(bundle.ensemble_names) > 1:
-        members.append(ensemble_of(in_ensemble, "fp32", KERAS))
+        members.append(ensemble_of(in_ensemble, "fp32", KERAS, bundle.combination))
     return members

@@ -12,20 +12,21 @@ from telegram.error import InvalidToken, TelegramError
 
 from hashtag.bot.app import build_application, run
 from hashtag.bot.config import (
-    DEFAULT_API_URL, TOKEN_ENV, BotConfig, WebhookConfig, default_state_file, default_workers, read_secret,
-    read_token,
+    DEFAULT_API_URL, BotConfig, WebhookConfig, default_state_file, default_workers, read_secret, read_token,
 )
 from hashtag.bot.logs import configure_logging
 from hashtag.bot.remote import RemoteTagger
 from hashtag.bot.tagging import LocalTagger, PhotoTagger
 from hashtag.runtime.errors import ConfigError, HashtagError
 from hashtag.runtime.manifest import load_bundle
-from hashtag.runtime.options import bundle_option, deprecated_models_dir_option, resolve_bundle
-from hashtag.runtime.providers import PROVIDER_CHOICES
+from hashtag.runtime.options import (
+    bundle_option, deprecated_models_dir_option, log_level_option, provider_option, resolve_bundle, threads_option,
+    workers_option,
+)
+from hashtag.runtime.settings import BOT_API_URL_ENV, BOT_TOKEN_ENV, TAGGER_URL_ENV, WEBHOOK_SECRET_ENV, settings
 from hashtag.runtime.tagger import Tagger
 
 log = logging.getLogger("hashtag.bot")
-LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 WEBHOOK_ONLY = ("listen", "port", "secret_token")
 LOCAL_ONLY = {"bundle_dir": "--bundle", "models_arg": "--models", "provider": "--provider", "workers": "--workers",
               "threads": "--threads"}  # options of models loaded here, not with --tagger-url
@@ -33,40 +34,46 @@ LOCAL_ONLY = {"bundle_dir": "--bundle", "models_arg": "--models", "provider": "-
 
 @click.command("bot")
 @click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help=f"File holding the bot token (default: ${TOKEN_ENV}).")
-@click.option("--api-url", envvar="TELEGRAM_API_URL", default=DEFAULT_API_URL, show_default=True,
-              help="Bot API server; set it for a self-hosted one (env TELEGRAM_API_URL).")
-@click.option("--tagger-url", envvar="HASHTAG_TAGGER_URL", default=None,
-              help="Tag photos with the `hashtag serve` at this URL instead of loading models "
-                   "(env HASHTAG_TAGGER_URL).")
+              help=f"File holding the bot token (default: ${BOT_TOKEN_ENV}).")
+@click.option("--api-url", default=None,
+              help=f"Bot API server, for a self-hosted one (default: ${BOT_API_URL_ENV}, else {DEFAULT_API_URL}).")
+@click.option("--tagger-url", default=None,
+              help=f"Tag photos with the `hashtag serve` at this URL instead of loading models "
+                   f"(default: ${TAGGER_URL_ENV}).")
 @click.option("--tagger-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="File holding the API key of the --tagger-url server.")
 @bundle_option
 @deprecated_models_dir_option
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Images tagged at the same time (default: one per CPU).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads per model.")
+@provider_option
+@workers_option
+@threads_option
 @click.option("--webhook-url", default=None,
               help="Receive updates by webhook at this public URL instead of long polling.")
 @click.option("--listen", default="127.0.0.1", show_default=True, help="Webhook mode: address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True,
               help="Webhook mode: port to listen on.")
-@click.option("--secret-token", envvar="TELEGRAM_WEBHOOK_SECRET", default=None,
-              help="Webhook mode: secret Telegram sends in each request (env TELEGRAM_WEBHOOK_SECRET).")
+@click.option("--secret-token", default=None,
+              help=f"Webhook mode: secret Telegram sends in each request (default: ${WEBHOOK_SECRET_ENV}).")
 @click.option("--state-file", type=click.Path(path_type=Path), default=None,
               help="SQLite file keeping per-chat settings across restarts, created private "
                    "(default: bot-<bot id>-state.sqlite3 in the user's data directory, e.g. ~/.local/share/hashtag).")
 @click.option("--fast", is_flag=True, help="Chats get the bundle's fast model until they send /fast off.")
-@click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="info", show_default=True)
+@log_level_option
 @click.pass_context
 def bot(
-    ctx: click.Context, token_file: Path | None, api_url: str, tagger_url: str | None, tagger_key_file: Path | None,
+    ctx: click.Context, token_file: Path | None, api_url: str | None, tagger_url: str | None,
+    tagger_key_file: Path | None,
     bundle_dir: Path | None, models_arg: str | None, provider: str,
     workers: int | None, threads: int | None, webhook_url: str | None, listen: str, port: int,
     secret_token: str | None, state_file: Path | None, fast: bool, log_level: str,
 ) -> None:
     """Run the Telegram bot: it answers photos with hashtag suggestions. Stop it with Ctrl-C or SIGTERM."""
+    try:
+        env = settings()
+    except HashtagError as exc:
+        raise click.ClickException(str(exc)) from None
+    api_url, tagger_url = api_url or env.bot_api_url or DEFAULT_API_URL, tagger_url or env.tagger_url
+    secret_token = secret_token or env.webhook_secret
     if webhook_url is None:
         given = [p for p in WEBHOOK_ONLY if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
         if given:
@@ -79,7 +86,7 @@ def bot(
         raise click.UsageError("--tagger-key-file needs --tagger-url")
     try:
         webhook = WebhookConfig(webhook_url, listen, port, secret_token) if webhook_url else None
-        token = read_token(token_file)
+        token = read_token(token_file, env)
         models = None if tagger_url else resolve_bundle(bundle_dir, models_arg, names_allowed=False)[0]
         config = BotConfig(token=token, models=models, tagger_url=tagger_url,
                            tagger_key=read_secret(tagger_key_file, "tagger key") if tagger_key_file else None,
@@ -88,7 +95,7 @@ def bot(
                            fast=fast)
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
-    formatter = configure_logging(LOG_LEVELS[log_level], config.secrets)
+    formatter = configure_logging(getattr(logging, log_level.upper()), config.secrets)
     with contextlib.ExitStack() as stack:
         try:
             run(build_application(config, make_tagger(config, stack)), config)

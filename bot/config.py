@@ -1,11 +1,9 @@
 """The bot's configuration, validated once: the token stays out of argv, reprs and logs."""
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -14,9 +12,9 @@ from telegram.constants import FloodLimit
 from hashtag.runtime.errors import ConfigError, ProviderError
 from hashtag.runtime.secrets import read_secret
 from hashtag.runtime.providers import check_provider, usable_cpus
+from hashtag.runtime.settings import BOT_TOKEN_ENV, Settings
 
 DEFAULT_API_URL = "https://api.telegram.org"
-TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
 # The cloud Bot API serves downloads up to 20 MB; a self-hosted server in --local mode allows more.
 CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 TOKEN_RE = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
@@ -37,16 +35,15 @@ def default_workers() -> int:
     return usable_cpus()
 
 
-def read_token(token_file: Path | None, environ: Mapping[str, str] = os.environ) -> str:
-    """The bot token from ``token_file`` when given, else from $TELEGRAM_BOT_TOKEN."""
+def read_token(token_file: Path | None, env: Settings) -> str:
+    """The bot token from ``token_file`` when given, else from the environment ($TELEGRAM_BOT_TOKEN)."""
     if token_file is not None:
         token = read_secret(token_file, "token")
         source = f"token file {token_file}"
     else:
-        token = environ.get(TOKEN_ENV, "").strip()
-        source = f"${TOKEN_ENV}"
-        if not token:
-            raise ConfigError(f"no bot token: set {TOKEN_ENV} or pass --token-file")
+        if env.bot_token is None:
+            raise ConfigError(f"no bot token: set {BOT_TOKEN_ENV} or pass --token-file")
+        token, source = env.bot_token, f"${BOT_TOKEN_ENV}"
     if not TOKEN_RE.match(token):
         raise ConfigError(f"the {source} does not hold a bot token (expected '<bot id>:<secret>' from @BotFather)")
     return token

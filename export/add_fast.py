@@ -21,8 +21,9 @@ import click
 from hashtag.export.errors import ExportError
 from hashtag.runtime.cpu import CPU_KINDS
 from hashtag.runtime.errors import BundleError, HashtagError
+from hashtag.runtime.files import write_text_atomically
 from hashtag.runtime.manifest import MANIFEST_NAME, PRECISIONS, Bundle, load_bundle, parse_manifest
-from hashtag.train.files import sha256_file, write_text_atomically
+from hashtag.train.files import sha256_file
 
 MAX_BUNDLE_MB = 100  # what the repository ships (models/LIMITS.md)
 

@@ -12,6 +12,7 @@ from hashtag.export.errors import ExportError
 from hashtag.export.results import ModelResult
 from hashtag.export.run import TrainingRun
 from hashtag.runtime.errors import BundleError
+from hashtag.runtime.files import write_text_atomically
 from hashtag.runtime.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -20,7 +21,7 @@ from hashtag.runtime.manifest import (
     Bundle,
     load_bundle,
 )
-from hashtag.train.files import sha256_file, write_text_atomically
+from hashtag.train.files import sha256_file
 
 
 def _model_metadata(result: ModelResult, run: TrainingRun, dataset_summary: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from hashtag.export.errors import ExportError
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.manifest import Bundle, load_bundle
 from hashtag.train.files import write_text_atomically
-from hashtag.train.run_folder import RunFolder
+from hashtag.train.run_folder import ModelRecord, RunFolder
 from hashtag.train.vocabulary import REASONS, SYNONYM
 
 ENSEMBLE = "ensemble"
@@ -156,7 +156,9 @@ def thresholds_section(bundle: Bundle) -> list[str]:
     """The per-tag decision thresholds the runtime applies, from the manifest."""
     rows = [[t, *(fmt(m.thresholds[t]) for m in bundle.models), fmt(bundle.ensemble_thresholds[t])]
             for t in bundle.tags]
-    return ["## Thresholds", "", "Per-tag thresholds (chosen on the validation split), as in the manifest:", "",
+    source = ("the ensemble's chosen precision first on real photos (see the real-photo section), the models' "
+              "on the validation split" if bundle.raw["ensemble"].get("tuning") else "chosen on the validation split")
+    return ["## Thresholds", "", f"Per-tag thresholds ({source}), as in the manifest:", "",
             *table(("tag", *(m.name for m in bundle.models), ENSEMBLE), rows), ""]
 
 
@@ -245,7 +247,7 @@ def render_card(args: Mapping[str, Path]) -> str:
     run = read_input(folder.run_json)
     bundle = load_bundle(args["bundle"])
     names = [m.name for m in bundle.models]
-    cards = {n: read_input(folder.model_json(n)) for n in names}
+    cards = {n: ModelRecord.read(folder.model_json(n)).to_dict() for n in names}
     trial = read_input(folder.ensemble_json).get("weights_trial")
     int8, fp32 = read_input(args["int8"]), read_input(args["fp32"])
     check_results(int8, names, "int8", str(args["int8"]))

@@ -1,30 +1,24 @@
 """Real dataset images for parity, calibration and the accuracy check.
 
 Images are decoded and resized by hashtag.runtime, exactly as at serving time, and kept as uint8
-(a 299 px float32 copy of a 2000-image val split would take 2 GB); batches are normalized on use.
+(a 299 px float32 copy of a 2000-image val split would take 2 GB); batches are normalized on use
+(``hashtag.runtime.preprocess.normalized_batches``).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from hashtag.export.errors import ExportError
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.images import load_image
-from hashtag.runtime.manifest import Preprocessing
-from hashtag.runtime.preprocess import normalize, resize_rgb
+from hashtag.runtime.preprocess import resize_rgb
 from hashtag.train.progress import Progress
 
 CALIBRATION = "calibration"
 VAL = "val"
-
-
-def batches(pixels: np.ndarray, prep: Preprocessing, batch_size: int) -> Iterator[np.ndarray]:
-    """Normalized float32 batches of uint8 NHWC ``pixels``."""
-    for start in range(0, len(pixels), batch_size):
-        yield normalize(pixels[start : start + batch_size], prep)
 
 
 class ExportImages:

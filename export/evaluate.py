@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hashtag.export.data import batches
 from hashtag.runtime.manifest import Preprocessing
+from hashtag.runtime.preprocess import normalized_batches
 from hashtag.runtime.providers import create_session
 from hashtag.train.metrics import mean_ap, tag_aps
 
@@ -19,7 +19,7 @@ def predict(path: Path, pixels: np.ndarray, prep: Preprocessing, threads: int | 
     """Probabilities of one ONNX file for uint8 pixels, preprocessed by the runtime's own code."""
     session, _ = create_session(Path(path), "cpu", threads)
     name = session.get_inputs()[0].name
-    parts = [session.run(None, {name: batch})[0] for batch in batches(pixels, prep, batch_size)]
+    parts = [session.run(None, {name: batch})[0] for batch in normalized_batches(pixels, prep, batch_size)]
     return np.concatenate(parts).astype(np.float32)
 
 

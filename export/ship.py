@@ -14,8 +14,8 @@ import click
 from hashtag.export.bundle import previous_files
 from hashtag.export.errors import ExportError
 from hashtag.runtime.errors import HashtagError
+from hashtag.runtime.files import write_text_atomically
 from hashtag.runtime.manifest import MANIFEST_NAME, PRECISIONS, Bundle, load_bundle
-from hashtag.train.files import write_text_atomically
 
 
 def copy_bundle(src: Path, dst: Path, precisions: Sequence[str]) -> Bundle:

@@ -13,11 +13,11 @@ from hashtag.runtime.cpu import cpu_features
 from hashtag.runtime.errors import HashtagError, ImageError
 from hashtag.runtime.images import find_images
 from hashtag.runtime.manifest import PRECISIONS, load_bundle
-from hashtag.runtime.options import bundle_option, models_option, resolve_bundle
+from hashtag.runtime.options import bundle_option, models_option, provider_option, resolve_bundle, threads_option
 from hashtag.runtime.contract import hashtag, tag_names
 from hashtag.runtime.prediction import Options, model_choice
 from hashtag.runtime.progress import progress
-from hashtag.runtime.providers import PROVIDER_CHOICES, available_providers
+from hashtag.runtime.providers import available_providers
 from hashtag.runtime.tagger import DEFAULT_BATCH_SIZE, Tagger, pick_variant
 
 COMMAND_GROUP = "hashtag.commands"  # entry points of the packages that add subcommands (see setup.cfg)
@@ -72,7 +72,7 @@ def _scores_line(scores: dict[str, float], hashtags: list[str]) -> str:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @bundle_option
 @models_option
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
+@provider_option
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Force a precision (default: on CPU the faster of int8/fp32 for this CPU, see 'hashtag models'; "
                    "fp16 on CUDA).")
@@ -81,7 +81,7 @@ def _scores_line(scores: dict[str, float], hashtags: list[str]) -> str:
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="At most this many hashtags per image.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="One threshold for every tag instead of the tuned per-tag thresholds.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads per model.")
+@threads_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output, one object per image.")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each model's own suggestions with scores.")

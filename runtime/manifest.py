@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hashtag.runtime.cpu import CPU_KINDS
+from hashtag.runtime.ensemble import Combination
 from hashtag.runtime.errors import BundleError, ModelSelectionError
 
 MANIFEST_NAME = "manifest.json"
@@ -140,6 +141,7 @@ class Bundle:
     tags: tuple[str, ...]
     ensemble_thresholds: Mapping[str, float]
     raw: Mapping[str, Any]
+    combination: Combination = Combination()
 
     def model(self, name: str) -> ModelSpec:
         """The model called ``name``."""
@@ -152,7 +154,7 @@ class Bundle:
 
     @property
     def ensemble_names(self) -> tuple[str, ...]:
-        """The models that run by default and whose mean is the ensemble, in manifest order."""
+        """The models that run by default and whose combination is the ensemble, in manifest order."""
         return tuple(m.name for m in self.models if m.role == "ensemble")
 
     @property
@@ -264,7 +266,9 @@ def parse_manifest(data: Any, root: Path) -> Bundle:
     if not isinstance(ensemble, Mapping) or "thresholds" not in ensemble:
         raise BundleError("manifest lacks ensemble.thresholds")
     ensemble_thresholds = _thresholds(ensemble["thresholds"], tags, "ensemble")
-    return Bundle(root, models, tags, ensemble_thresholds, data)
+    members = tuple(m.name for m in models if m.role == "ensemble")
+    combination = Combination.from_manifest(ensemble.get("combination"), members, tags)
+    return Bundle(root, models, tags, ensemble_thresholds, data, combination)
 
 
 def manifest_sha256(bundle_root: Path) -> str:
@@ -272,12 +276,19 @@ def manifest_sha256(bundle_root: Path) -> str:
     return hashlib.sha256((bundle_root / MANIFEST_NAME).read_bytes()).hexdigest()
 
 
-def ensemble_sha256(bundle: Bundle) -> str:
-    """SHA-256 of what makes the ensemble's output: its members' files (by the manifest's hashes, else their
-    paths) and thresholds. Unlike ``manifest_sha256`` it does not change when a fast model is added."""
+def members_sha256(bundle: Bundle) -> str:
+    """SHA-256 of what makes the ensemble members' probabilities: their files (by the manifest's hashes, else
+    their paths). Unchanged by adding a fast model or retuning the combination and thresholds."""
     members = [{"name": n, "variants": {p: v.sha256 or v.path.name for p, v in bundle.model(n).variants.items()}}
                for n in bundle.ensemble_names]
-    record = {"members": members, "thresholds": dict(bundle.ensemble_thresholds)}
+    return hashlib.sha256(json.dumps(members, sort_keys=True).encode()).hexdigest()
+
+
+def ensemble_sha256(bundle: Bundle) -> str:
+    """SHA-256 of what makes the ensemble's hashtags: its members' files, combination and thresholds. Unlike
+    ``manifest_sha256`` it does not change when a fast model is added."""
+    record = {"members": members_sha256(bundle), "combination": bundle.combination.to_manifest(),
+              "thresholds": dict(bundle.ensemble_thresholds)}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 

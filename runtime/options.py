@@ -1,19 +1,89 @@
-"""Click options every front end shares: ``--bundle DIR`` names a bundle folder, ``--models a,b`` model names.
+"""Options every front end shares, each declared once: its flag, default, help and check.
 
-``--models DIR`` used to name the bundle folder; it still works there, with a deprecation message.
+``--bundle DIR`` names a bundle folder, ``--models a,b`` model names; ``--models DIR`` used to name the bundle
+folder and still works there, with a deprecation message. ``--provider``, ``--threads``, ``--workers`` and
+``--log-level`` are ``SharedOption``s: click commands are decorated with them, and the benchmarks' argparse
+scripts add them to their parsers, with the same default, help and validation.
 """
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import click
 
-from hashtag.models import BUNDLE_ENV, default_bundle
+from hashtag.runtime.errors import HashtagError, ProviderError
+from hashtag.runtime.providers import PROVIDER_CHOICES, check_provider
+from hashtag.runtime.settings import BUNDLE_ENV, settings
 
 F = TypeVar("F", bound=Callable[..., object])
+LOG_LEVELS = ("debug", "info", "warning", "error")
 DEPRECATED_MODELS_DIR = "warning: '--models DIR' is deprecated, use '--bundle DIR' ('--models' now takes model names: a,b)"
+
+
+class ProviderType(click.Choice):
+    """One of ``PROVIDER_CHOICES``, checked by ``providers.check_provider`` (the one place that knows them)."""
+
+    def __init__(self) -> None:
+        super().__init__(PROVIDER_CHOICES)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return check_provider(value)
+        except ProviderError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@dataclass(frozen=True)
+class SharedOption:
+    """A command-line option that means the same in every command that takes it, written once."""
+
+    flag: str
+    dest: str
+    type: click.ParamType
+    default: Any
+    metavar: str  # for argparse's usage line (click writes its own)
+    help: str
+
+    def __call__(self, command: F) -> F:
+        """Decorate a click command with this option."""
+        show = self.default is not None
+        return click.option(self.flag, self.dest, type=self.type, default=self.default, show_default=show,
+                            help=self.help)(command)
+
+    def described(self, help: str) -> SharedOption:
+        """The same option with another help, for a command where it means something else (say why there)."""
+        return dataclasses.replace(self, help=help)
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        """Add this option to an argparse parser, converted and checked as click does."""
+        def convert(text: str) -> Any:
+            try:
+                return self.type.convert(text, None, None)
+            except click.BadParameter as exc:
+                raise argparse.ArgumentTypeError(exc.message) from None
+
+        default = f"  [default: {self.default}]" if self.default is not None else ""
+        parser.add_argument(self.flag, dest=self.dest, type=convert, default=self.default, metavar=self.metavar,
+                            help=self.help + default)
+
+
+provider_option = SharedOption(
+    "--provider", "provider", ProviderType(), "auto", "|".join(PROVIDER_CHOICES),
+    "Where the models run (auto: CUDA when it really loads, else OpenVINO when installed, else ONNX Runtime on "
+    "the CPU).")
+threads_option = SharedOption(
+    "--threads", "threads", click.IntRange(min=1), None, "N",
+    "Intra-op threads per model (default: ONNX Runtime models share out the usable CPUs, OpenVINO's own choice).")
+workers_option = SharedOption(
+    "--workers", "workers", click.IntRange(min=1), None, "N",
+    "Inference threads: images tagged at the same time (default: one per usable CPU).")
+log_level_option = SharedOption(
+    "--log-level", "log_level", click.Choice(LOG_LEVELS), "info", "|".join(LOG_LEVELS), "What is logged to stderr.")
 
 
 def bundle_option(command: F) -> F:
@@ -51,4 +121,9 @@ def resolve_bundle(bundle_dir: Path | None, models_arg: str | None, names_allowe
         if bundle_dir is not None:
             raise click.UsageError("give the bundle folder once, with --bundle DIR")
         return Path(models_arg), None
-    return bundle_dir or default_bundle(), parse_model_names(models_arg)
+    if bundle_dir is None:
+        try:
+            bundle_dir = settings().bundle
+        except HashtagError as exc:
+            raise click.ClickException(str(exc)) from None
+    return bundle_dir, parse_model_names(models_arg)

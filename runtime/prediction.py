@@ -17,10 +17,15 @@ from hashtag.runtime.errors import ModelSelectionError
 from hashtag.runtime.manifest import Bundle
 
 
+def refuse_fast_with_names(fast: bool, models: Sequence[str] | None) -> None:
+    """The rule every front end (CLI, serve, bot) applies: the fast model alone, or named models, not both."""
+    if fast and models:
+        raise ModelSelectionError("ask for the fast model or for model names, not both")
+
+
 def model_choice(bundle: Bundle, models: Sequence[str] | None, fast: bool) -> tuple[str, ...] | None:
     """The model names a front end asks for: ``--fast`` means the bundle's fast model alone; None: the default."""
-    if fast and models:
-        raise ModelSelectionError("give --fast or model names, not both")
+    refuse_fast_with_names(fast, models)
     if fast:
         return (bundle.fast_name,)
     return tuple(models) if models else None

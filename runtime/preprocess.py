@@ -1,11 +1,13 @@
 """Turning decoded RGB images into model input, as each model's manifest entry prescribes.
 
 ``prepare_inputs`` is the one place where images become model batches: the tagger, the benchmarks
-and ``prepare_batch`` (one model) all go through it.
+and ``prepare_batch`` (one model, as training uses it) all go through it. Export keeps photos resized as
+uint8 (``resize_rgb``; a quarter of their float32 size) and normalizes them batch by batch on use
+(``normalized_batches``): the same two steps, apart.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -41,6 +43,12 @@ def normalize(batch_rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
     x -= np.asarray(prep.mean, dtype=np.float32)
     x /= np.asarray(prep.std, dtype=np.float32)
     return np.ascontiguousarray(x)
+
+
+def normalized_batches(pixels: np.ndarray, prep: Preprocessing, batch_size: int) -> Iterator[np.ndarray]:
+    """float32 batches of at most ``batch_size`` from uint8 NHWC ``pixels`` already resized by ``resize_rgb``."""
+    for start in range(0, len(pixels), batch_size):
+        yield normalize(pixels[start : start + batch_size], prep)
 
 
 def prepare_inputs(images: Sequence[Image.Image], keys: Iterable[InputKey]) -> dict[InputKey, np.ndarray]:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from hashtag.runtime.contract import Prediction, upload_name
 from hashtag.runtime.cpu import CpuFeatures, cpu_features, faster_cpu_precision
-from hashtag.runtime.ensemble import ensemble_mean
+from hashtag.runtime.ensemble import combine
 from hashtag.runtime.errors import BundleError, ImageError, ModelSelectionError, ProviderError
 from hashtag.runtime.images import ImageSource, describe, load_image
 from hashtag.runtime.manifest import PRECISIONS, Bundle, ModelSpec, Variant, load_bundle
@@ -216,8 +216,8 @@ class Tagger:
                 for name, parts in results.items()}
 
     def ensemble(self, per_model: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The ensemble's probabilities from ``probabilities()``' output: the mean over models."""
-        return ensemble_mean(per_model)
+        """The ensemble's probabilities from ``probabilities()``' output, combined as the manifest says."""
+        return combine(per_model, self.bundle.combination)
 
     def predictions(self, per_model: Mapping[str, np.ndarray], names: Sequence[str],
                     options: Options = Options()) -> list[Prediction]:

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hashtag.runtime.contract import MODELS_PATH, STATUS_MEANINGS, TAGS_PATH
 from hashtag.runtime.errors import ModelSelectionError
 from hashtag.runtime.options import parse_model_names
-from hashtag.runtime.prediction import Options
+from hashtag.runtime.prediction import Options, refuse_fast_with_names
 from hashtag.serve.auth import bearer, check_key
 from hashtag.serve.backend import Backend
 from hashtag.serve.config import ServeConfig
@@ -55,6 +55,13 @@ class TagsAnswer(BaseModel):
     """What ``POST /v1/tags`` answers: one record per image, in upload order."""
 
     results: list[TagRecord]
+
+
+class HealthAnswer(BaseModel):
+    """What ``GET /healthz`` answers: alive, and the requests being tagged (a load balancer's view of the load)."""
+
+    status: str
+    in_flight: int
 
 
 class ErrorAnswer(BaseModel):
@@ -153,8 +160,9 @@ def create_app(config: ServeConfig, backend: Backend) -> FastAPI:
         """
         catalog = await backend.catalog()
         names = parse_model_names(models)
-        if fast and (names or catalog["fast"] is None):
-            raise ModelSelectionError("give fast or model names, not both" if names else "this server runs no fast model")
+        refuse_fast_with_names(fast, names)
+        if fast and catalog["fast"] is None:
+            raise ModelSelectionError("this server runs no fast model")
         options = Options((catalog["fast"],) if fast else names, threshold, top_k)
         options.chosen(catalog["served"])
         uploads = await read_uploads(request, config.max_images)
@@ -170,9 +178,9 @@ def create_app(config: ServeConfig, backend: Backend) -> FastAPI:
         return await backend.catalog()
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """The process is alive (answers while inference is busy)."""
-        return {"status": "ok"}
+    async def healthz() -> HealthAnswer:
+        """The process is alive (answers while inference is busy), and how many requests are being tagged."""
+        return HealthAnswer(status="ok", in_flight=backend.in_flight)
 
     @app.get("/readyz", responses={503: {"model": ErrorAnswer}})
     async def readyz() -> dict[str, str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, Sequence
 
@@ -20,6 +21,10 @@ class Backend(Protocol):
     async def catalog(self) -> dict[str, Any]:
         """The ``GET /v1/models`` document."""
 
+    @property
+    def in_flight(self) -> int:
+        """Requests handed to ``tag`` whose tagging has not ended yet (``/healthz`` reports it)."""
+
     async def close(self) -> None:
         """Finish the work in flight and release the workers."""
 
@@ -31,10 +36,27 @@ class LocalBackend:
         self.tagger = tagger
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="hashtag-serve")
         self._catalog = models_document(tagger)
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
 
     async def tag(self, uploads: Sequence[Upload], options: Options) -> list[Record]:
-        items = [(u, options) for u in uploads]
-        return await asyncio.get_running_loop().run_in_executor(self._pool, tag_uploads, self.tagger, items)
+        self._count(1)
+        try:
+            job = self._pool.submit(tag_uploads, self.tagger, [(u, options) for u in uploads])
+        except BaseException:
+            self._count(-1)
+            raise
+        job.add_done_callback(lambda _: self._count(-1))  # run, failed, or cancelled while still queued
+        return await asyncio.wrap_future(job)
+
+    @property
+    def in_flight(self) -> int:
+        """Queued and running requests, counting one given up on by its timeout until its worker lets go."""
+        return self._in_flight
+
+    def _count(self, step: int) -> None:
+        with self._count_lock:  # the pool's threads end jobs, the event loop starts them
+            self._in_flight += step
 
     async def catalog(self) -> dict[str, Any]:
         return self._catalog

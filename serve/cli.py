@@ -6,12 +6,12 @@ from pathlib import Path
 import click
 
 from hashtag.runtime.errors import HashtagError
-from hashtag.runtime.options import bundle_option, models_option, resolve_bundle
-from hashtag.runtime.providers import PROVIDER_CHOICES
+from hashtag.runtime.options import (
+    bundle_option, log_level_option, models_option, provider_option, resolve_bundle, threads_option, workers_option,
+)
 from hashtag.serve.auth import read_api_key
 from hashtag.serve.config import RayConfig, ServeConfig, default
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
 RAY_ONLY = ("address", "replicas", "max_batch_size")
 
 
@@ -28,11 +28,9 @@ RAY_ONLY = ("address", "replicas", "max_batch_size")
               show_default=True, help="Most images in one multipart request.")
 @click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Require 'Authorization: Bearer <key>' on /v1 with the key in this file.")
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default=default(ServeConfig, "provider"),
-              show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads per model.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Requests tagged at the same time (default: one per CPU).")
+@provider_option
+@threads_option
+@workers_option
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True),
               default=default(ServeConfig, "timeout_s"), show_default=True, help="Seconds per request.")
 @click.option("--ray", "use_ray", is_flag=True, help="Run on Ray Serve: the tagger as replicas with batching.")
@@ -41,7 +39,7 @@ RAY_ONLY = ("address", "replicas", "max_batch_size")
               help="--ray: tagger replicas.")
 @click.option("--max-batch-size", type=click.IntRange(min=1), default=default(RayConfig, "max_batch_size"),
               show_default=True, help="--ray: most images per dynamic batch.")
-@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
+@log_level_option
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, bundle_dir: Path | None, models_arg: str | None, fast: bool,
           max_upload_mb: float, max_images: int, api_key_file: Path | None, provider: str, threads: int | None,

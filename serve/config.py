@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from hashtag.runtime.contract import SERVER_TIMEOUT_S
-from hashtag.runtime.errors import ConfigError, ProviderError
+from hashtag.runtime.errors import ConfigError, ModelSelectionError, ProviderError
 from hashtag.runtime.manifest import load_bundle
+from hashtag.runtime.prediction import refuse_fast_with_names
 from hashtag.runtime.providers import check_provider, usable_cpus
 
 MB = 1024 * 1024
@@ -49,8 +50,10 @@ class ServeConfig:
             raise ConfigError(f"timeout must be positive, got {self.timeout_s} s")
         if self.api_key is not None and not self.api_key:
             raise ConfigError("the API key is empty")
-        if self.fast and self.models:
-            raise ConfigError("give --fast or model names, not both")
+        try:
+            refuse_fast_with_names(self.fast, self.models)
+        except ModelSelectionError as exc:
+            raise ConfigError(str(exc)) from None
 
     def served_models(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(the models to load, those a request runs by default): the fast one alone; the named ones; or every

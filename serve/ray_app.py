@@ -18,11 +18,11 @@ import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from hashtag.models import default_bundle
 from hashtag.runtime.errors import ConfigError
 from hashtag.runtime.options import parse_model_names
 from hashtag.runtime.prediction import Options
 from hashtag.runtime.providers import usable_cpus
+from hashtag.runtime.settings import settings
 from hashtag.runtime.tagger import Tagger
 from hashtag.serve.app import create_app
 from hashtag.serve.auth import read_api_key
@@ -60,9 +60,14 @@ class RayBackend:
     def __init__(self, tagger: DeploymentHandle) -> None:
         self.tagger = tagger
         self._catalog: dict[str, Any] | None = None
+        self.in_flight = 0  # this gateway replica's requests waiting for the tagger (one event loop: no lock)
 
     async def tag(self, uploads: Sequence[Upload], options: Options) -> list[Record]:
-        return list(await asyncio.gather(*(self.tagger.tag.remote((u, options)) for u in uploads)))
+        self.in_flight += 1
+        try:
+            return list(await asyncio.gather(*(self.tagger.tag.remote((u, options)) for u in uploads)))
+        finally:
+            self.in_flight -= 1
 
     async def catalog(self) -> dict[str, Any]:
         if self._catalog is None:
@@ -110,7 +115,7 @@ def configs_from_args(args: dict[str, Any]) -> tuple[ServeConfig, RayConfig]:
     if unknown:
         raise ConfigError(f"unknown argument {unknown[0]!r} (known: {', '.join(BUILDER_ARGS)})")
     numbers = {"max_upload_mb": float, "max_images": int, "timeout_s": float}
-    config = ServeConfig(bundle=Path(args.get("bundle") or default_bundle()),
+    config = ServeConfig(bundle=Path(args.get("bundle") or settings().bundle),
                          models=parse_model_names(args.get("models")),
                          fast=str(args.get("fast", "")).lower() in ("1", "true", "yes"),
                          api_key=read_api_key(Path(args["api_key_file"])) if args.get("api_key_file") else None,

@@ -17,13 +17,12 @@ import click
 from hashtag.runtime.errors import HashtagError, ImageError
 from hashtag.runtime.images import find_images
 from hashtag.runtime.manifest import PRECISIONS, manifest_sha256
-from hashtag.runtime.options import bundle_option, models_option, resolve_bundle
+from hashtag.runtime.options import bundle_option, models_option, provider_option, resolve_bundle, threads_option
 from hashtag.runtime.contract import Prediction
 from hashtag.runtime.prediction import Options
 from hashtag.runtime.progress import progress
-from hashtag.runtime.providers import PROVIDER_CHOICES
 from hashtag.runtime.tagger import DEFAULT_BATCH_SIZE, Tagger
-from hashtag.tag.metadata import SIDECAR_NAMINGS, Keywords, MetadataError, Target, read, update
+from hashtag.tag.metadata import SIDECAR_NAMINGS, MetadataError, Snapshot, Target, read, update
 from hashtag.tag.record import Settings
 from hashtag.tag.writer import STATUSES, Outcome, Plan, retag, untag
 
@@ -50,13 +49,15 @@ def _done(outcome: Outcome) -> Future[Outcome]:
     return future
 
 
-def _write(target: Target, result: Prediction | ImageError, plan: Plan, dry_run: bool) -> Outcome:
-    """Merge one prediction into its target (re-read now: the file may have changed since the first look)."""
+def _write(snapshot: Snapshot, result: Prediction | ImageError, plan: Plan, dry_run: bool) -> Outcome:
+    """Merge one prediction into what the first look read of its target."""
+    target = snapshot.target
     if isinstance(result, ImageError):
         return Outcome(target, "failed", error=str(result))
     record = result.to_json()
     try:
-        before, after = update(target, lambda now: retag(now, result.tags, result.scores, plan, target.embed), dry_run)
+        before, after = update(snapshot, lambda now: retag(now, result.tags, result.scores, plan, target.embed),
+                               dry_run)
     except (MetadataError, OSError) as exc:
         return Outcome(target, "failed", error=str(exc), prediction=record)
     return Outcome.of_change(target, "tagged", before, after, record)
@@ -64,7 +65,7 @@ def _write(target: Target, result: Prediction | ImageError, plan: Plan, dry_run:
 
 def _remove(target: Target, dry_run: bool) -> Outcome:
     try:
-        before, after = update(target, untag, dry_run)
+        before, after = update(read(target), untag, dry_run)
     except (MetadataError, OSError) as exc:
         return Outcome(target, "failed", error=str(exc))
     return Outcome.of_change(target, "removed", before, after)
@@ -82,17 +83,19 @@ def _clashes(targets: list[Target]) -> dict[Path, str]:
     return clashes
 
 
-def _first_look(target: Target, settings: str, force: bool, clash: str | None) -> Outcome | None:
-    """An outcome decided without the models (failed, or already tagged with these settings), else None."""
+def _first_look(target: Target, settings: str, force: bool, clash: str | None) -> Outcome | Snapshot:
+    """The photo's one read of its metadata, for the models and then the writer; or an outcome decided without
+    the models (failed, or already tagged with these settings)."""
     if clash:
         return Outcome(target, "failed", error=clash)
     try:
-        current: Keywords | None = read(target)
+        snapshot = read(target)
     except (MetadataError, OSError) as exc:
         return Outcome(target, "failed", error=str(exc))
+    current = snapshot.keywords
     if not force and current is not None and current.record is not None and current.record.settings == settings:
         return Outcome(target, "skipped")
-    return None
+    return snapshot
 
 
 class Report:
@@ -106,14 +109,14 @@ class Report:
     def __call__(self, outcome: Outcome) -> None:
         self.advance()
         self.counts[outcome.status] += 1
-        self.added += len(outcome.added)
-        self.removed += len(outcome.removed)
+        self.added += len(outcome.subject.added)
+        self.removed += len(outcome.subject.removed)
         if self.as_json:
             click.echo(json.dumps(outcome.to_json(self.dry_run), ensure_ascii=False))
         elif outcome.status == "failed":
             click.echo(f"error: {outcome.error}", err=True)
         elif outcome.status in ("tagged", "removed"):
-            change = " ".join([*(f"+{k}" for k in outcome.added), *(f"-{k}" for k in outcome.removed)])
+            change = " ".join([*(f"+{k}" for k in outcome.subject.added), *(f"-{k}" for k in outcome.subject.removed)])
             verb = "would write" if self.dry_run else "wrote"
             click.echo(f"{outcome.target.photo}: {verb} {outcome.target.path.name}: {change or '(record only)'}")
 
@@ -143,10 +146,10 @@ class Report:
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="At most this many keywords per photo.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="One threshold for every tag instead of the tuned per-tag thresholds.")
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
+@provider_option
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Force a precision (default: int8 on CPU, fp16 on CUDA).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads per model.")
+@threads_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines: the prediction record plus what was written where.")
 def tag(paths: Sequence[Path], bundle_dir: Path | None, models_arg: str | None, embed: bool, iptc: bool,
@@ -203,27 +206,42 @@ def _run_remove(targets: list[Target], dry_run: bool, stop: threading.Event, rep
 
 def _run_tagging(tagger: Tagger, targets: list[Target], plan: Plan, force: bool, dry_run: bool,
                  stop: threading.Event, writer: ThreadPoolExecutor, report: Report) -> int:
-    """Tag in input order: the models run on the next photo while the writer thread writes the last one."""
+    """Tag in input order: the models run on the next photo while the writer thread writes the last one.
+
+    Each photo's metadata is read once, when the models' decoder asks for the photo (a few ahead of the
+    models): that read decides whether it needs the models at all, and the writer merges into it.
+    """
     settings = plan.settings.to_text()
     clashes = _clashes(targets)
-    decided = [_first_look(t, settings, force, clashes.get(t.photo)) for t in targets]
-    todo = [t for t, d in zip(targets, decided) if d is None]
-    stream = tagger.predict_stream([t.photo for t in todo], plan.options)
+    looked: deque[Outcome | Snapshot] = deque()  # first looks in input order, not handed on yet
+
+    def photos_for_the_models() -> Iterator[Path]:
+        for target in targets:
+            looked.append(_first_look(target, settings, force, clashes.get(target.photo)))
+            if isinstance(looked[-1], Snapshot):
+                yield target.photo
+
+    stream = tagger.predict_stream(photos_for_the_models(), plan.options)
     pending: deque[Future[Outcome]] = deque()
-    left = 0
+    handed = 0
+
+    def hand_on(outcome: Future[Outcome]) -> None:
+        nonlocal handed
+        handed += 1
+        pending.append(outcome)
+        while pending and (len(pending) > WRITES_AHEAD or pending[0].done()):
+            report(pending.popleft().result())
+
     try:
-        for i, (target, outcome) in enumerate(zip(targets, decided)):
-            if stop.is_set():
-                left = len(targets) - i
+        while not stop.is_set():
+            result = next(stream, None)
+            while looked and isinstance(looked[0], Outcome):  # decided without the models
+                hand_on(_done(looked.popleft()))
+            if result is None:
                 break
-            if outcome is not None:
-                pending.append(_done(outcome))
-            else:
-                pending.append(writer.submit(_write, target, next(stream), plan, dry_run))
-            while pending and (len(pending) > WRITES_AHEAD or pending[0].done()):
-                report(pending.popleft().result())
+            hand_on(writer.submit(_write, looked.popleft(), result, plan, dry_run))
     finally:
         stream.close()
         while pending:
             report(pending.popleft().result())
-    return left
+    return len(targets) - handed

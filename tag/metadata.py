@@ -1,26 +1,25 @@
 """Keywords in XMP sidecars and in the photos' own XMP/IPTC, read and written with exiv2 (python-exiv2).
 
-Writes are atomic: the new file is written beside the old one, flushed to disk and renamed over it, so
-a crash or SIGKILL at any moment leaves the old file or the new one, never a broken one. Anything this
-module cannot carry over safely (unparsable XMP, Adobe's Extended XMP in a JPEG, a read-only file or
-folder, a symlink) is refused with a MetadataError before anything is written.
+A photo's metadata is read once (``read``, a Snapshot): that one read decides whether the photo needs the
+models and is what the change is made to, unless the file changed in between. Writes are durable atomic
+writes (``hashtag.runtime.files``): a crash or SIGKILL at any moment leaves the old file or the new one,
+never a broken one. Anything this module cannot carry over safely (unparsable XMP, Adobe's Extended XMP in
+a JPEG, a read-only file or folder, a symlink) is refused with a MetadataError before anything is written.
 """
 from __future__ import annotations
 
-import glob
 import mmap
 import os
 import shutil
-import stat
-import tempfile
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import exiv2
 
 from hashtag.runtime.errors import HashtagError
+from hashtag.runtime.files import atomic_path, remove_durably, remove_stale_temps
 from hashtag.tag.record import (
     BAG_PROPERTIES, CREATED_PROPERTY, NAMESPACE, PREFIX, SCORES_PROPERTY, TEXT_PROPERTIES, TagRecord,
 )
@@ -38,7 +37,6 @@ IPTC_UTF8 = "\x1b%G"
 EMBEDDABLE = {exiv2.ImageType.jpeg: "JPEG", exiv2.ImageType.png: "PNG", exiv2.ImageType.webp: "WebP"}
 EXTENDED_XMP = b"http://ns.adobe.com/xmp/extension/\x00"  # exiv2 would drop these parts of a large packet
 SIDECAR_NAMINGS = ("darktable", "adobe")  # photo.jpg.xmp (darktable, digiKam, Immich) or photo.xmp (Lightroom)
-TEMP_SUFFIX = ".hashtag-tmp"
 
 
 class MetadataError(HashtagError):
@@ -149,12 +147,36 @@ def _open(path: Path) -> exiv2.Image:
     return image
 
 
-def read(target: Target) -> Keywords | None:
-    """What ``target`` holds now; None for a sidecar that does not exist yet."""
-    if not target.embed and not target.path.exists() and not target.path.is_symlink():
+Identity = tuple[int, int, int]  # (inode, size, mtime in ns) of the path itself: replaced or rewritten, it differs
+
+
+def _identity(path: Path) -> Identity | None:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
         return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One read of a target: what it holds (None: no sidecar yet), the opened sidecar (its XMP is carried
+    into the rewritten one), and the file's identity when read (``update`` trusts the read while it holds)."""
+
+    target: Target
+    keywords: Keywords | None = None
+    sidecar: exiv2.Image | None = field(default=None, repr=False, compare=False)
+    identity: Identity | None = None
+
+
+def read(target: Target) -> Snapshot:
+    """What ``target`` holds now, refused (MetadataError) where it could not be written safely."""
+    if not target.embed and not target.path.exists() and not target.path.is_symlink():
+        return Snapshot(target)
     _check_place(target)
-    return _keywords(_open(target.path))
+    identity = _identity(target.path)  # taken first: a change made while reading shows as a change
+    image = _open(target.path)
+    return Snapshot(target, _keywords(image), None if target.embed else image, identity)
 
 
 # -- checks ----------------------------------------------------------------------------------------
@@ -238,85 +260,43 @@ def _apply(image: exiv2.Image, keywords: Keywords) -> None:
         _set_iptc(image.iptcData(), keywords.iptc)
 
 
-def _remove_stale_temps(path: Path) -> None:
-    """Temp files a killed run left beside ``path`` (never the photo or sidecar itself)."""
-    for stale in glob.glob(glob.escape(str(path.parent / f".{path.name}.")) + "*" + TEMP_SUFFIX):
-        Path(stale).unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _TempBeside:
-    """A temp file in ``path``'s folder, renamed over ``path`` by ``commit`` or removed on failure."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-        os.close(fd)
-        self.temp = Path(name)
-
-    def commit(self, mode: int) -> None:
-        os.chmod(self.temp, mode)
-        _fsync(self.temp)
-        os.replace(self.temp, self.path)
-        _fsync(self.path.parent)
-
-    def __enter__(self) -> "_TempBeside":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.temp.unlink(missing_ok=True)
-
-
-def _new_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 Change = Callable[[Keywords | None], "Keywords | None"]
 
 
-def update(target: Target, change: Change, dry_run: bool = False) -> tuple[Keywords | None, Keywords | None]:
-    """Apply ``change`` (current keywords -> new ones, or None for nothing to do) to ``target``, atomically.
+def update(snapshot: Snapshot, change: Change, dry_run: bool = False) -> tuple[Keywords | None, Keywords | None]:
+    """Apply ``change`` (current keywords -> new ones, or None for nothing to do) to what ``snapshot`` read,
+    atomically; a file changed since is read again, so nobody's edit is lost.
 
     Returns (before, after); after is None when nothing changed. A sidecar this tool created is deleted
     instead when the change leaves it with no metadata at all.
     """
-    _check_place(target)
-    _remove_stale_temps(target.path)
-    exists = target.embed or target.path.exists()
-    image = _open(target.path) if exists else None
-    before = _keywords(image) if image is not None else None
+    target = snapshot.target
+    if _identity(target.path) != snapshot.identity:
+        snapshot = read(target)
+    before = snapshot.keywords
     after = change(before)
     if after is None or dry_run:
         return before, after
     _check_writable(target)
+    remove_stale_temps(target.path)
     try:
         if target.embed:
             _write_photo(target.path, after)
         else:
-            _write_sidecar(target.path, image, after, before)
+            _write_sidecar(target.path, snapshot.sidecar, after, before)
     except exiv2.Exiv2Error as exc:
         raise MetadataError(f"{target.path}: exiv2 could not write it ({exc.args[-1]}); left untouched") from None
     return before, after
 
 
 def _write_photo(path: Path, keywords: Keywords) -> None:
-    with _TempBeside(path) as temp:
-        shutil.copyfile(path, temp.temp)
-        image = exiv2.ImageFactory.open(str(temp.temp))
-        image.readMetadata()
+    with atomic_path(path, durable=True) as temp:
+        shutil.copyfile(path, temp)
+        image = exiv2.ImageFactory.open(str(temp))
+        image.readMetadata()  # of the copy being written: exiv2 rewrites a file from what it read of it
         _apply(image, keywords)
         image.writeMetadata()
         del image  # closes exiv2's handle before the rename
-        temp.commit(stat.S_IMODE(path.stat().st_mode))
 
 
 def _write_sidecar(path: Path, image: exiv2.Image | None, keywords: Keywords, before: Keywords | None) -> None:
@@ -324,15 +304,12 @@ def _write_sidecar(path: Path, image: exiv2.Image | None, keywords: Keywords, be
             and keywords.record is None:
         _apply(image, keywords)
         if image.xmpData().empty():
-            path.unlink()
-            _fsync(path.parent)
+            remove_durably(path)
             return
-    mode = stat.S_IMODE(path.stat().st_mode) if image is not None else _new_file_mode()
-    with _TempBeside(path) as temp:
-        sidecar = exiv2.ImageFactory.create(exiv2.ImageType.xmp, str(temp.temp))
+    with atomic_path(path, durable=True) as temp:
+        sidecar = exiv2.ImageFactory.create(exiv2.ImageType.xmp, str(temp))
         if image is not None:
             sidecar.setXmpData(image.xmpData())
         _apply(sidecar, keywords)
         sidecar.writeMetadata()
         del sidecar
-        temp.commit(mode)

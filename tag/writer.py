@@ -68,20 +68,19 @@ class Outcome:
 
     target: Target
     status: str
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
+    subject: KeywordChange = KeywordChange((), (), ())  # the flat keyword list (dc:subject) before and after
     error: str | None = None  # one line naming the file and the reason
     prediction: Mapping[str, Any] | None = None  # the prediction's JSON record, when one was made
 
     @classmethod
     def of_change(cls, target: Target, status: str, before: Keywords | None, after: Keywords | None,
                   prediction: Mapping[str, Any] | None = None) -> "Outcome":
-        """The outcome of ``update``'s (before, after): flat keywords added and removed."""
+        """The outcome of ``update``'s (before, after): "unchanged" when after is None."""
         if after is None:
             return cls(target, "unchanged", prediction=prediction)
-        old = before.subject if before else ()
-        return cls(target, status, tuple(k for k in after.subject if k not in old),
-                   tuple(k for k in old if k not in after.subject), prediction=prediction)
+        ours = after.record.keywords if after.record else ()
+        return cls(target, status, KeywordChange(before.subject if before else (), after.subject, ours),
+                   prediction=prediction)
 
     def to_json(self, dry_run: bool = False) -> dict[str, Any]:
         """The ``--json`` line: the prediction record (as ``hashtag predict --json``) plus what was written where."""
@@ -91,7 +90,7 @@ class Outcome:
             "status": self.status,
             "dry_run": dry_run,
             "written": {"path": str(self.target.path), "embedded": self.target.embed,
-                        "added": list(self.added), "removed": list(self.removed)},
+                        "added": list(self.subject.added), "removed": list(self.subject.removed)},
             "error": self.error,
         })
         return record

@@ -1,5 +1,5 @@
 """Helpers for tests of the `hashtag bot` process: the process with its output in files, run against the fake
-Bot API server (hashtag.benchmarks.fake_bot_api) on loopback."""
+Bot API server (fakes.telegram) on loopback."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from hashtag.benchmarks.fake_bot_api import FakeBotApi
+from fakes.telegram import FakeBotApi
 
 TOKEN = "987654:PROC-token_Zz9-never-printed"
 START_TIMEOUT = 30  # interpreter, onnxruntime and PTB imports on a busy 2-core machine

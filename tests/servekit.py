@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import numpy as np
@@ -29,6 +29,7 @@ from hashtag.serve.config import ServeConfig
 
 PROVIDER = "cpu"  # every test server and CLI run pins the same engine, so their records can be compared exactly
 START_TIMEOUT_S = 60  # interpreter and imports on a busy 2-core machine (Ray: its processes too)
+EVENT_TIMEOUT_S = 60  # the outer bound of waiting for something a server does (an upload arriving, a worker freed)
 
 
 def free_port() -> int:
@@ -43,6 +44,19 @@ def hashtag_command() -> list[str]:
     return [script] if script else [sys.executable, "-c", "from hashtag.runtime.cli import main; main()"]
 
 
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = EVENT_TIMEOUT_S) -> None:
+    """Poll ``condition`` until it holds; fail saying ``what`` was awaited once ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.02)
+
+
+def in_flight(url: str) -> int:
+    """How many requests the server at ``url`` is tagging now, by its ``/healthz``."""
+    return httpx.get(url + "/healthz", timeout=30).json()["in_flight"]
+
+
 @contextmanager
 def thread_server(config: ServeConfig) -> Iterator[str]:
     """The app for ``config`` (its own Tagger and pool) served by uvicorn in a thread; yields its base URL."""
@@ -54,10 +68,8 @@ def thread_server(config: ServeConfig) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
+    wait_for(lambda: server.started or not thread.is_alive(), "uvicorn starting", START_TIMEOUT_S)
+    assert server.started, "uvicorn did not start"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -4,10 +4,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from hashtag.benchmarks.memory import current_rss_mb, peak_rss_mb, reset_peak_rss
+from hashtag.benchmarks.memory import current_rss_mb, peak_rss_mb, reset_peak_rss, run_to_peak_rss
 
 
 def test_peak_follows_an_allocation_and_can_be_reset() -> None:
@@ -38,3 +39,13 @@ def test_peak_of_another_process_in_the_same_unit() -> None:
         child.kill()
         child.wait()
     assert peak_rss_mb(child.pid) is None  # gone: no figure rather than a wrong one
+
+
+def test_peak_of_a_command_run_to_its_end(tmp_path: Path) -> None:
+    """Exit status, stdout and the kernel's peak at exit; asserted from below only, since the figure also
+    covers what this (large) test process held when it spawned the command."""
+    out = tmp_path / "stdout.txt"
+    script = "b = bytearray(150_000_000); print(len(b)); raise SystemExit(4)"
+    code, peak = run_to_peak_rss([sys.executable, "-c", script], out)
+    assert code == 4 and out.read_text() == "150000000\n"
+    assert peak > 150

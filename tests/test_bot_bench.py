@@ -1,7 +1,10 @@
-"""The bot load benchmark runs end to end on a tiny bundle and reports every level (numbers not judged here)."""
+"""The bot load benchmark runs end to end on a tiny bundle and reports every level (numbers not judged here);
+outside a source checkout it says it needs one."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +31,13 @@ def test_bench_bot_runs_and_reports_each_level(tiny_bundle: Path, tmp_path: Path
     assert len(result["runtime_rounds"]) == 3  # before the first level and after each
     assert result["bot_exit_code"] == 0 and result["verdicts"]["all_replies_correct"]
     assert "replies/s" in proc.stdout and "target p50 at 1 user" in proc.stdout
+
+
+def test_bench_bot_outside_a_source_checkout_says_in_one_line_that_it_needs_one(tmp_path: Path) -> None:
+    """Installed from the wheel, bench_bot has no tests/ beside it, so no fake Bot API server to play Telegram."""
+    installed = tmp_path / "site-packages" / "hashtag" / "benchmarks" / "bench_bot.py"
+    installed.parent.mkdir(parents=True)
+    shutil.copy(importlib.util.find_spec("hashtag.benchmarks.bench_bot").origin, installed)
+    proc = subprocess.run([sys.executable, str(installed), "--users", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and not proc.stdout
+    assert proc.stderr.count("\n") == 1 and "needs a source checkout" in proc.stderr, proc.stderr

@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 
 from botkit import REPLY_TIMEOUT, START_TIMEOUT, TOKEN, BotProcess, free_port, run_with_bot, wait_started
+from fakes.telegram import SECRET_HEADER, FakeBotApi
 from hashtag.bot import replies
-from hashtag.benchmarks.fake_bot_api import SECRET_HEADER, FakeBotApi
 from hashtag.runtime import Tagger
 from tinybundle import make_photo
 
@@ -27,10 +27,12 @@ def test_bot_process_answers_a_photo_and_stops_on_sigint_after_finishing_it(tiny
         api.fail("download", 502, "Bad Gateway", times=3)  # beyond the retries: the error handler answers
         failing = api.send_photo(5, data)
         assert (await api.reply_to(failing, REPLY_TIMEOUT))["text"] == replies.INTERNAL_ERROR
+        downloads = len(api.calls("download"))
         in_flight = api.send_photo(5, data)
-        api.slow_file(in_flight["photo"][-1]["file_id"], 1.0)
-        await api.wait_for(lambda: len(api.calls("getFile")) == 3, REPLY_TIMEOUT)
+        api.hold_download(in_flight["photo"][-1]["file_id"])  # until the signal is on its way
+        await api.wait_for(lambda: len(api.calls("download")) > downloads, REPLY_TIMEOUT)
         bot.proc.send_signal(signal.SIGINT)
+        api.release_download(in_flight["photo"][-1]["file_id"])
         assert await bot.wait_exit() == 0, bot.output()
         assert (await api.reply_to(in_flight, 0.1))["text"] == expected  # sent before the process exited
 

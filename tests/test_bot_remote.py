@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from botkit import REPLY_TIMEOUT, START_TIMEOUT, BotProcess, free_port, run_with_bot, wait_started
-from hashtag.benchmarks.fake_bot_api import FakeBotApi
+from fakes.telegram import FakeBotApi
 from hashtag.bot import replies
 from hashtag.bot.remote import RemoteTagger
 from hashtag.runtime.prediction import Options

@@ -18,6 +18,7 @@ from hashtag.bot.remote import query
 from hashtag.bot.state import ChatSettings
 from hashtag.runtime.errors import HashtagError, ImageError
 from hashtag.runtime.contract import RAW_UPLOAD_NAME, ModelPrediction, Prediction, error_record
+from hashtag.runtime.settings import Settings
 from hashtag.runtime.prediction import Options
 
 TOKEN = "123456:ABC-def_ghiJKL"
@@ -59,13 +60,13 @@ def test_webhook_config_rejects_bad_values(kwargs: dict, message: str) -> None:
 def test_read_token_prefers_the_file_and_validates(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(f"  {TOKEN}\n")
-    assert read_token(token_file, {"TELEGRAM_BOT_TOKEN": "9:other"}) == TOKEN
-    assert read_token(None, {"TELEGRAM_BOT_TOKEN": TOKEN}) == TOKEN
+    assert read_token(token_file, Settings.from_environ({"TELEGRAM_BOT_TOKEN": "9:other"})) == TOKEN
+    assert read_token(None, Settings.from_environ({"TELEGRAM_BOT_TOKEN": f" {TOKEN}\n"})) == TOKEN
     with pytest.raises(ConfigError, match="no bot token"):
-        read_token(None, {})
+        read_token(None, Settings.from_environ({"TELEGRAM_BOT_TOKEN": "  "}))
     token_file.write_text("not a token")
     with pytest.raises(ConfigError, match="does not hold a bot token") as info:
-        read_token(token_file, {})
+        read_token(token_file, Settings())
     assert "not a token" not in str(info.value)
 
 
@@ -138,7 +139,7 @@ def test_is_image_document(mime: str | None, name: str | None, expected: bool) -
 
 def test_config_errors_are_hashtag_errors() -> None:
     with pytest.raises(HashtagError, match="no bot token"):
-        read_token(None, {})
+        read_token(None, Settings())
 
 
 def test_default_state_file_is_per_bot_in_the_users_data_directory(monkeypatch: pytest.MonkeyPatch,

@@ -16,8 +16,9 @@ from PIL import Image
 from hashtag.runtime.cli import main
 from hashtag.train.dataset import load_dataset
 from hashtag.train.splits import SPLITS, split_of
-from hashtag.train.tables import DEFAULT_TAGS, KeywordFilter, select
-from hashtag.train.vocabulary import VocabularyRule
+from hashtag.train.table_rows import KeywordFilter
+from hashtag.train.tables import select
+from hashtag.train.vocabulary import DEFAULT_TAGS, VocabularyRule
 
 pytestmark = pytest.mark.corpus
 

@@ -8,18 +8,9 @@ from typing import Sequence
 
 import pytest
 
-from hashtag.train.tables import (
-    DEFAULT_TAGS,
-    KeywordFilter,
-    TableError,
-    TableStats,
-    normalize_keyword,
-    read_keywords,
-    read_photos,
-    select,
-    table_files,
-    top_keywords,
-)
+from hashtag.train.table_rows import KeywordFilter, TableError, TableStats, read_keywords, read_photos, table_files
+from hashtag.train.tables import select, top_keywords
+from hashtag.train.vocabulary import DEFAULT_TAGS, normalize_keyword
 
 PHOTO_HEADER = ("photo_id", "photo_url", "photo_image_url", "photo_width", "photo_height", "photo_description")
 KEYWORD_HEADER = ("photo_id", "keyword", "ai_service_1_confidence", "ai_service_2_confidence", "suggested_by_user")

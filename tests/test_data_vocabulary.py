@@ -13,8 +13,16 @@ from hashtag.runtime.cli import main
 from hashtag.train.dataset import DatasetError, load_dataset
 from hashtag.train.errors import SettingsError
 from hashtag.train.splits import split_of
-from hashtag.train.tables import DEFAULT_TAGS, KeywordFilter, TableError, select
-from hashtag.train.vocabulary import GENDER_WORDS, VocabularyRule, check_asked_tags, choose_vocabulary, jaccard
+from hashtag.train.table_rows import KeywordFilter, TableError
+from hashtag.train.tables import select
+from hashtag.train.vocabulary import (
+    DEFAULT_TAGS,
+    GENDER_WORDS,
+    VocabularyRule,
+    check_asked_tags,
+    choose_vocabulary,
+    jaccard,
+)
 from test_data_download import image_bytes
 from test_data_tables import KEYWORD_HEADER, PHOTO_HEADER, write_table
 

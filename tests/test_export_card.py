@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from hashtag.export.card import main, render_card, reproduce
-from tinybundle import TAGS
+from tinybundle import CAFFE, TAGS
 
 MODELS = ("vgg16", "inceptionv3", "xception")
 BASE = ("nature", "sea")  # the "original" tags of this fake vocabulary; animal and person are added
@@ -48,7 +48,8 @@ def model_card(name: str, tuning: dict[str, Any] | None) -> dict[str, Any]:
     candidates = [{"key": "gap-mlp/bce/aug0", "val_mAP": 0.91, "best_epoch": 9, "epochs_run": 13, "seconds": 15.1},
                   {"key": "gap-mlp/weighted/aug0", "val_mAP": 0.92, "best_epoch": 7, "epochs_run": 11,
                    "seconds": 12.0}]
-    return {"name": name, "input_size": 32, "head": {"name": "gap-mlp"}, "loss": "weighted",
+    return {"name": name, "input_size": 32, "preprocessing": CAFFE, "tags": list(TAGS), "head": {"name": "gap-mlp"},
+            "loss": "weighted",
             "training": {"selected": "gap-mlp/weighted/aug0", "candidates": candidates, "train_photos": 900,
                          "fine_tuning": tuning}}
 

@@ -77,7 +77,9 @@ def test_load_run_validates_and_picks_ensemble_thresholds(tmp_path: Path) -> Non
     with pytest.raises(ExportError, match="has no model 'resnet'"):
         load_run(root, ["resnet"])
     card = json.loads((root / "vgg16" / "model.json").read_text())
-    (root / "vgg16" / "model.json").write_text(json.dumps({**card, "tags": ["a", "b", "c", "d"]}))
+    other = ["a", "b", "c", "d"]  # consistent in itself, not with run.json
+    card.update(tags=other, thresholds=dict.fromkeys(other, 0.5))
+    (root / "vgg16" / "model.json").write_text(json.dumps(card))
     with pytest.raises(ExportError, match="differ from run.json"):
         load_run(root)
     (root / "xception" / "model.keras").unlink()

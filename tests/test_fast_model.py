@@ -110,7 +110,7 @@ def test_predict_fast_runs_the_fast_model_alone(fast_bundle: Path, tmp_path: Pat
                                             "--json", str(photo)]).stdout.splitlines()[-1])
     assert set(named["models"]) == {"vgg16", FAST}
     clash = runner.invoke(main, ["predict", "--bundle", str(fast_bundle), "--fast", "--models", "vgg16", str(photo)])
-    assert clash.exit_code == 1 and "give --fast or model names, not both" in clash.output
+    assert clash.exit_code == 1 and "ask for the fast model or for model names, not both" in clash.output
     none = runner.invoke(main, ["predict", "--bundle", str(make_bundle(tmp_path / "plain")), "--fast", str(photo)])
     assert none.exit_code == 1 and "has no fast model" in none.output
     models = runner.invoke(main, ["models", "--bundle", str(fast_bundle)])
@@ -179,7 +179,7 @@ def test_bot_fast_per_chat(fast_bundle: Path, tmp_path: Path) -> None:
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
-    from hashtag.benchmarks.fake_bot_api import FakeBotApi, FloodRules
+    from fakes.telegram import FakeBotApi, FloodRules
     from hashtag.bot import replies
     from hashtag.bot.app import ALLOWED_UPDATES, build_application
     from hashtag.bot.config import BotConfig
@@ -219,7 +219,7 @@ def test_bot_fast_per_chat(fast_bundle: Path, tmp_path: Path) -> None:
 
 
 def test_card_section_is_written_between_markers_and_judges_the_targets(fast_bundle: Path, tmp_path: Path) -> None:
-    from hashtag.export.fast_card import BEGIN, END, fast_section, write_section
+    from hashtag.export.fast_card import SECTION, fast_section
 
     def result(ap: float, precision: float, recall: float) -> dict:
         per_tag = {t: {"ap": ap} for t in TAGS}
@@ -231,17 +231,17 @@ def test_card_section_is_written_between_markers_and_judges_the_targets(fast_bun
     test = {FAST: {**result(0.9, 0.8, 0.9), "mAP_base": 0.91, "mAP_added": 0.89}, "precision": {FAST: "fp32"}}
     section = fast_section(load_bundle(fast_bundle), report, None, test,
                            {"training_data": {"corpus_train_with_teacher": 77, "corpus_size": 64}})
-    assert section.startswith(BEGIN) and section.endswith(END)
+    assert section.startswith(SECTION.begin) and section.endswith(SECTION.end)
     assert "the teacher on 77 of its photos" in section and "fed at 64 px" in section
     assert "- ten-tag mAP: 0.790 vs the ensemble's 0.800 (target >= ensemble - 0.015): **met**" in section
     assert "- all-tag mAP: 0.790 vs the ensemble's 0.800 (target >= ensemble - 0.02): **met**" in section
     assert "precision 0.650 at recall 0.860 vs the ensemble's 0.660 at 0.870" in section and "**not met**" in section
     card = tmp_path / "README.md"
     card.write_text("# card\n\ntext\n\n## Reproduce\n\ncommands\n")
-    write_section(card, section)
-    write_section(card, section.replace("0.790", "0.791"))  # replaced, not added twice
+    SECTION.write(card, section)
+    SECTION.write(card, section.replace("0.790", "0.791"))  # replaced, not added twice
     text = card.read_text()
-    assert text.count(BEGIN) == 1 and "0.791" in text and text.index(END) < text.index("## Reproduce")
+    assert text.count(SECTION.begin) == 1 and "0.791" in text and text.index(SECTION.end) < text.index("## Reproduce")
     assert text.startswith("# card\n\ntext\n")
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from hashtag.runtime.cli import main as hashtag_main
 from hashtag.runtime.options import DEPRECATED_MODELS_DIR
-from servekit import ServeProcess, busy_uploads, jpeg_bytes
+from servekit import ServeProcess, busy_uploads, in_flight, wait_for
 
 KEY = "proc-key_Zz9-never-logged"
 
@@ -34,7 +34,7 @@ def test_sigterm_finishes_the_request_in_flight_and_the_key_is_never_logged(
         thread = threading.Thread(target=lambda: result.update(
             answer=httpx.post(server.url + "/v1/tags", files=big, headers=auth, timeout=60), done_at=time.monotonic()))
         thread.start()
-        threading.Event().wait(0.3)  # the upload is in, the only worker is decoding
+        wait_for(lambda: in_flight(server.url) == 1, "the upload received and being tagged by the only worker")
         signalled_at = time.monotonic()
         code = server.stop()
         thread.join(60)

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-from servekit import PROVIDER, ServeProcess, busy_uploads, cli_records, jpeg_bytes
+from servekit import PROVIDER, ServeProcess, busy_uploads, cli_records, in_flight, jpeg_bytes, wait_for
 
 pytestmark = pytest.mark.ray
 RAY_START_S = 180  # Ray's processes, the controller, the proxy and three replicas on a busy 2-core machine
@@ -18,18 +18,45 @@ CLIENTS = 8
 REQUESTS_PER_CLIENT = 4
 
 
+class RayServer:
+    """`hashtag serve --ray` on one local Ray instance shared by the module's tests, started when a test first
+    needs it and started again for a test that comes after one that stopped it (whatever the order)."""
+
+    def __init__(self, bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.args = ["--ray", "--bundle", str(bundle), "--provider", PROVIDER, "--replicas", "2",
+                     "--max-batch-size", "4", "--log-level", "warning"]
+        self.tmp_path_factory = tmp_path_factory
+        self.current: ServeProcess | None = None
+
+    def running(self) -> ServeProcess:
+        if self.current is None or self.current.proc.poll() is not None:
+            server = ServeProcess(self.tmp_path_factory.mktemp("ray"), self.args)
+            try:
+                server.wait_ready(RAY_START_S)
+            except BaseException:
+                server.stop(120)
+                raise
+            self.current = server
+        return self.current
+
+    def stop(self) -> None:
+        """SIGTERM to a server still running; it must drain and exit by the signal."""
+        if self.current is not None and self.current.proc.poll() is None:
+            code = self.current.stop(120)
+            assert code == -signal.SIGTERM, self.current.output()[-3000:]
+
+
 @pytest.fixture(scope="module")
-def ray_server(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    """One local Ray instance for the whole module, stopped with SIGTERM at the end."""
-    args = ["--ray", "--bundle", str(tiny_bundle), "--provider", PROVIDER, "--replicas", "2", "--max-batch-size", "4",
-            "--log-level", "warning"]
-    server = ServeProcess(tmp_path_factory.mktemp("ray"), args)
-    try:
-        server.wait_ready(RAY_START_S)
-        yield server
-    finally:
-        code = server.stop(120)
-    assert code == -signal.SIGTERM, server.output()[-3000:]
+def ray_servers(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServer]:
+    servers = RayServer(tiny_bundle, tmp_path_factory)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture()
+def ray_server(ray_servers: RayServer) -> ServeProcess:
+    """A running `hashtag serve --ray` (the module's, unless a test before this one stopped it)."""
+    return ray_servers.running()
 
 
 def assert_same(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
@@ -98,7 +125,7 @@ def test_bad_input_on_ray(ray_server: ServeProcess, photos: list[Path], params: 
 
 def test_models_health_and_page(ray_server: ServeProcess) -> None:
     assert httpx.get(ray_server.url + "/v1/models").json()["served"] == ["vgg16", "inceptionv3", "xception"]
-    assert httpx.get(ray_server.url + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(ray_server.url + "/healthz").json() == {"status": "ok", "in_flight": 0}
     assert httpx.get(ray_server.url + "/readyz").json() == {"status": "ready"}
     page = httpx.get(ray_server.url + "/")
     assert page.status_code == 200 and "/static/app.js" in page.text
@@ -106,13 +133,13 @@ def test_models_health_and_page(ray_server: ServeProcess) -> None:
 
 
 def test_sigterm_drains_the_request_in_flight(ray_server: ServeProcess) -> None:
-    """Last in this module: it stops the server (the fixture then only collects its exit code)."""
+    """Stops the module's server: a test after this one gets a new one (last in this file, so none does)."""
     big = busy_uploads(12)
     result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.update(
         answer=httpx.post(ray_server.url + "/v1/tags", files=big, timeout=120), done_at=time.monotonic()))
     thread.start()
-    threading.Event().wait(0.3)  # uploaded; the replicas are decoding
+    wait_for(lambda: in_flight(ray_server.url) == 1, "the upload received by the gateway and sent to the replicas")
     signalled_at = time.monotonic()
     assert ray_server.stop(120) == -signal.SIGTERM
     thread.join(120)

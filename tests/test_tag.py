@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from hashtag.runtime.cli import main
+from hashtag.tag.metadata import Target, read, update
 from tinybundle import TAGS, make_photo
 
 EXIFTOOL = shutil.which("exiftool")
@@ -203,6 +204,23 @@ def test_rerun_skips_force_redoes_remove_deletes_own_sidecar(tiny_bundle: Path, 
     assert removed.exit_code == 0
     assert not list(tmp_path.glob("*.xmp"))
     assert all(p.exists() for p in photos)
+
+
+def test_the_first_look_is_what_is_written_to_unless_someone_edits_the_file_meanwhile(tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "photo.jpg")
+    target = Target.for_photo(photo, embed=False)
+    subprocess.run([EXIFTOOL, "-q", "-o", str(target.path), "-XMP-dc:Subject=holiday", str(photo)], check=True)
+
+    def adding(keyword: str) -> Any:
+        return lambda now: replace(now, subject=(*now.subject, keyword))
+
+    assert update(read(target), adding("dog"))[1].subject == ("holiday", "dog")
+    looked = read(target)
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject+=Rome", str(target.path)], check=True)
+    before, after = update(looked, adding("cat"))  # edited while the models ran: read again, the edit is kept
+    assert before.subject == ("holiday", "dog", "Rome") and after.subject == ("holiday", "dog", "Rome", "cat")
+    [meta] = exif(target.path)
+    assert as_list(meta["XMP-dc:Subject"]) == ["holiday", "dog", "Rome", "cat"]
 
 
 def test_json_records_are_the_prediction_plus_what_was_written(tiny_bundle: Path, tmp_path: Path) -> None:

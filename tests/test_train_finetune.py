@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from hashtag.runtime.cli import main
 from hashtag.runtime.images import load_image
 from hashtag.runtime.preprocess import normalize, resize_rgb
-from hashtag.train.blocks import TOP_BLOCKS, Cut, top_model
+from hashtag.train.backbones import SPECS
+from hashtag.train.blocks import Cut, top_model
 from hashtag.train.config import TrainConfig
 from hashtag.train.dataset import load_dataset
 from hashtag.train.errors import SettingsError
@@ -114,11 +115,11 @@ def test_unknown_engine_is_refused(tmp_path: Path) -> None:
         TrainConfig(extract_engine="tpu")
 
 
-@pytest.mark.parametrize("name", sorted(TOP_BLOCKS))
+@pytest.mark.parametrize("name", sorted(n for n, s in SPECS.items() if s.top_blocks))
 def test_imagenet_cuts_exist_and_split_the_backbone_exactly(name: str) -> None:
     size = {"vgg16": 64, "inceptionv3": 75, "xception": 71}[name]
     model = keras_application(name, size)
-    cut = TOP_BLOCKS[name]
+    cut = SPECS[name].top_blocks
     top = top_model(model, cut)
     bottom = keras.Model(model.input, cut.tensor(model))
     x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype(np.float32)

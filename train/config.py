@@ -8,10 +8,10 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from hashtag.train.backbones import BACKBONES, SPECS
 from hashtag.train.errors import SettingsError
 from hashtag.train.heads import HEADS, head_config
 from hashtag.train.losses import LOSS_NAMES
-from hashtag.train.weights.catalog import BACKBONES, NATIVE_SIZE
 
 # what runs the backbone while the feature cache fills -> OpenVINO's inference precision hint (None: Keras)
 EXTRACT_ENGINES: dict[str, str | None] = {"keras": None, "openvino-f32": "f32", "openvino-bf16": "bf16"}
@@ -86,9 +86,9 @@ class TrainConfig:
         """The input size of backbone ``name``: as configured, else its native size."""
         if self.input_sizes.get(name):
             return int(self.input_sizes[name])
-        if name not in NATIVE_SIZE:
-            raise SettingsError(f"no native input size known for {name!r}; give one (known: {', '.join(NATIVE_SIZE)})")
-        return int(NATIVE_SIZE[name])
+        if name not in SPECS:
+            raise SettingsError(f"no native input size known for {name!r}; give one (known: {', '.join(SPECS)})")
+        return SPECS[name].native_size
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for run.json."""

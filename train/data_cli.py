@@ -15,8 +15,9 @@ from hashtag.train.dataset import BuildConfig, build_dataset
 from hashtag.train.download import DownloadConfig, RunReport
 from hashtag.train.errors import SettingsError
 from hashtag.train.splits import SPLITS
-from hashtag.train.tables import DEFAULT_TAGS, KeywordFilter, select
-from hashtag.train.vocabulary import Dropped, VocabularyRule
+from hashtag.train.table_rows import KeywordFilter
+from hashtag.train.tables import select
+from hashtag.train.vocabulary import DEFAULT_TAGS, Dropped, VocabularyRule
 
 LOG_EVERY_S = 10.0  # progress lines when stderr is not a terminal (nohup logs)
 DRAW_EVERY_S = 0.2

@@ -32,14 +32,15 @@ from typing import Any, Callable, Iterator, TextIO
 
 import numpy as np
 
+from hashtag.runtime.files import atomic_path, write_text_atomically
 from hashtag.train.download import Downloader, DownloadConfig, Job, RunReport
 from hashtag.train.errors import SettingsError, TrainError
 from hashtag.train.fetch import is_url, sized_url
-from hashtag.train.files import atomic_path, write_text_atomically
 from hashtag.train.partial_labels import UNKNOWN
 from hashtag.train.splits import SPLITS, TEST_FRACTION, VAL_FRACTION, split_of
 from hashtag.train.store import Journal
-from hashtag.train.tables import PHOTO_SOURCE_COLUMN, KeywordFilter, Photo, Selection, select
+from hashtag.train.table_rows import PHOTO_SOURCE_COLUMN, KeywordFilter, Photo
+from hashtag.train.tables import LabelledPhotos, select
 from hashtag.train.vocabulary import VocabularyRule
 
 FORMAT_VERSION = 2
@@ -152,13 +153,13 @@ def _check_resumable(out: Path, download: DownloadConfig) -> None:
             raise DatasetError(f"{out} holds images stored with {key}={meta[key]}, not {value}; use another --out")
 
 
-def _meta(config: BuildConfig, selection: Selection, summary: dict[str, Any]) -> dict[str, Any]:
+def _meta(config: BuildConfig, labelled: LabelledPhotos, summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "version": FORMAT_VERSION,
-        "tags": list(selection.tags),
+        "tags": list(labelled.tags),
         **config.keyword_filter.to_dict(),
-        "vocabulary": selection.vocabulary,
-        "partial_labels": partial_labels_record(selection),
+        "vocabulary": labelled.vocabulary,
+        "partial_labels": partial_labels_record(labelled),
         "require_tag": config.require_tag,
         "image_max_side": config.download.max_side,
         "jpeg_quality": config.download.jpeg_quality,
@@ -169,21 +170,21 @@ def _meta(config: BuildConfig, selection: Selection, summary: dict[str, Any]) ->
     }
 
 
-def partial_labels_record(selection: Selection) -> dict[str, Any]:
+def partial_labels_record(labelled: LabelledPhotos) -> dict[str, Any]:
     """dataset.json's account of unknown labels: the source column used, and per tag the sources that never
     carry it (its labels are unknown on their photos)."""
-    if selection.source_tags is None:
+    if labelled.source_tags is None:
         return {"source_column": None, "rule": "no source column: every missing keyword is a negative"}
     return {"source_column": PHOTO_SOURCE_COLUMN,
             "rule": "a missing keyword is a negative on photos of a source that carries it somewhere, else unknown",
-            "sources": sorted(selection.source_tags),
-            "unknown_for": {t: s for t, s in selection.unknown_for().items() if s}}
+            "sources": sorted(labelled.source_tags),
+            "unknown_for": {t: s for t, s in labelled.unknown_for().items() if s}}
 
 
-def _summary(photos_read: int, kept: list[Photo], selection: Selection, report: RunReport, dropped: int,
+def _summary(photos_read: int, kept: list[Photo], labelled: LabelledPhotos, report: RunReport, dropped: int,
              seconds: float) -> dict[str, Any]:
     stored = [p for p in kept if (o := report.outcomes.get(p.photo_id)) is not None and o.ok]
-    counts = selection.split_counts(stored)
+    counts = labelled.split_counts(stored)
     return {
         "photos_read": photos_read,
         "kept": len(kept),
@@ -199,7 +200,7 @@ def _summary(photos_read: int, kept: list[Photo], selection: Selection, report: 
         "splits": counts["splits"],
         "positives": counts["positives"],
         "unknown": counts["unknown"],
-        "tables": selection.stats.to_dict(),
+        "tables": labelled.stats.to_dict(),
     }
 
 
@@ -207,9 +208,9 @@ def build_dataset(config: BuildConfig, progress: Callable[[RunReport], None] | N
                   stop: threading.Event | None = None) -> dict[str, Any]:
     """Read the tables, store every selected photo (resuming), write labels.tsv and dataset.json; returns the meta."""
     started = time.perf_counter()
-    selection = select(config.tables, config.keyword_filter, config.tags, config.top_n, config.rule)
-    kept = [p for p in selection.photos if not config.require_tag or p.photo_id in selection.tags_of]
-    dropped = len(selection.photos) - len(kept)
+    labelled = select(config.tables, config.keyword_filter, config.tags, config.top_n, config.rule)
+    kept = [p for p in labelled.photos if not config.require_tag or p.photo_id in labelled.tags_of]
+    dropped = len(labelled.photos) - len(kept)
     if config.limit is not None:
         kept = kept[:config.limit]
     out = config.out
@@ -219,25 +220,25 @@ def build_dataset(config: BuildConfig, progress: Callable[[RunReport], None] | N
     jobs = (Job(p.photo_id, _source(p, config.tables, config.download.max_side), out / image_relpath(p.photo_id))
             for p in kept)  # made one at a time: memory stays flat however many photos there are
     empty = RunReport(total=len(kept))
-    write_text_atomically(out / META_NAME, json.dumps(_meta(config, selection, _summary(
-        selection.stats.photo_rows, kept, selection, empty, dropped, 0.0)), indent=2) + "\n")
+    write_text_atomically(out / META_NAME, json.dumps(_meta(config, labelled, _summary(
+        labelled.stats.photo_rows, kept, labelled, empty, dropped, 0.0)), indent=2) + "\n")
     with Journal(out / JOURNAL_NAME) as journal:
         downloader = Downloader(config.download, journal, out / PARTIAL_DIR, stop)
         report = downloader.run(jobs, len(kept), progress, config.retry_failed)
     shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
 
     with _atomic_open(out / LABELS_NAME) as labels, _atomic_open(out / FAILURES_NAME) as failures:
-        labels.write("\t".join((*LABEL_COLUMNS, *selection.tags)) + "\n")
+        labels.write("\t".join((*LABEL_COLUMNS, *labelled.tags)) + "\n")
         failures.write("photo_id\treason\tdetail\n")
         for p in kept:
             outcome = report.outcomes.get(p.photo_id)
             if outcome is not None and outcome.ok:
                 labels.write("\t".join((p.photo_id, split_of(p.photo_id), image_relpath(p.photo_id),
-                                         *map(str, selection.labels(p.photo_id)))) + "\n")
+                                         *map(str, labelled.labels(p.photo_id)))) + "\n")
             elif outcome is not None:
                 failures.write(f"{p.photo_id}\t{outcome.reason}\t{' '.join(outcome.detail.split())}\n")
-    summary = _summary(selection.stats.photo_rows, kept, selection, report, dropped, time.perf_counter() - started)
-    meta = _meta(config, selection, summary)
+    summary = _summary(labelled.stats.photo_rows, kept, labelled, report, dropped, time.perf_counter() - started)
+    meta = _meta(config, labelled, summary)
     write_text_atomically(out / META_NAME, json.dumps(meta, indent=2) + "\n")
     return meta
 

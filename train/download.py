@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from hashtag.runtime.errors import ImageError
+from hashtag.train.backbones import SPECS
 from hashtag.train.errors import SettingsError
 from hashtag.train.fetch import Fetcher, FetchError
 from hashtag.train.store import Journal, Outcome, encode_image, image_reason, is_stored, write_atomically
-from hashtag.train.weights.catalog import NATIVE_SIZE
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class DownloadConfig:
     timeout: float = 20.0
     retries: int = 3
     backoff: float = 0.5
-    max_side: int = max(NATIVE_SIZE.values())
+    max_side: int = max(s.native_size for s in SPECS.values())
     jpeg_quality: int = 90
     max_bytes: int = 64 * 2**20
 

@@ -8,24 +8,22 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from hashtag.runtime.ensemble import ensemble_mean
-from hashtag.runtime.images import load_image
-from hashtag.runtime.manifest import Preprocessing
-from hashtag.runtime.preprocess import normalize, resize_rgb
+from hashtag.runtime.ensemble import combine
+from hashtag.train.backbones import SPECS
 from hashtag.train.ensemble_weights import weights_trial
 from hashtag.train.errors import TrainError
 from hashtag.train.metrics import choose_thresholds, split_metrics
+from hashtag.train.pixels import photo_batch
 from hashtag.train.plots import plot_ap_bars, plot_history, plot_pr_curves
 from hashtag.train.progress import Progress
-from hashtag.train.run_folder import EVAL_SPLITS, Predictions, RunFolder, read_json, used_rows
+from hashtag.train.run_folder import EVAL_SPLITS, ModelRecord, Predictions, RunFolder, read_json, used_rows
 
-# What the original project reported as "accuracy" (tf.keras 2.x binary accuracy at 0.5, 224x224 inputs).
-ORIGINAL_ACCURACY = {"vgg16": 0.65, "inceptionv3": 0.80, "xception": 0.76}
 ENSEMBLE = "ensemble"
 
 
@@ -39,24 +37,24 @@ def predict_from_photos(run: RunFolder, name: str, data_dir: Path, tags: Sequenc
 
     from hashtag.train.dataset import load_dataset
 
-    card = read_json(run.model_json(name))
+    record = ModelRecord.read(run.model_json(name))
     dataset = load_dataset(data_dir)
     missing = [t for t in tags if t not in dataset.tags]
     if missing:
         raise TrainError(f"dataset {data_dir} lacks the run's tags {missing}")
     columns = [dataset.tags.index(t) for t in tags]
     model = keras.saving.load_model(run.keras(name), compile=False)
-    prep, size = Preprocessing.from_dict(card["preprocessing"]), int(card["input_size"])
+    prep, size = record.preprocessing, record.input_size
     ids, labels, probs = {}, {}, {}
     for split in EVAL_SPLITS:
         everything = dataset.split(split)
         rows = used_rows(split, [r.photo_id for r in everything], None, eval_limit)
         records = [everything[i] for i in rows]
         out = []
-        with Progress(len(records), f"{card['name']} on {split} photos", enabled=progress) as bar:
+        with Progress(len(records), f"{record.name} on {split} photos", enabled=progress) as bar:
             for i in range(0, len(records), batch_size):
                 chunk = records[i:i + batch_size]
-                x = normalize(np.stack([resize_rgb(load_image(r.path), size, prep.resize) for r in chunk]), prep)
+                x = photo_batch(chunk, size, prep)
                 out.append(np.asarray(model.predict_on_batch(x), dtype=np.float32))
                 bar.update(len(chunk))
         ids[split] = np.array([r.photo_id for r in records])
@@ -72,14 +70,15 @@ def _score(pred: Predictions, tags: Sequence[str]) -> dict[str, Any]:
 
 
 def ensemble_of(preds: Mapping[str, Predictions]) -> Predictions:
-    """The runtime's ensemble of the models' probabilities, split by split; rows must match."""
+    """The runtime's ensemble (before any combination is tuned: the mean) of the models' probabilities, split by
+    split; rows must match."""
     first = next(iter(preds.values()))
     for name, p in preds.items():
         for s in EVAL_SPLITS:
             if not np.array_equal(p.ids[s], first.ids[s]):
                 raise TrainError(f"model {name!r} was scored on other {s} photos than the others")
     return Predictions(first.ids, first.labels,
-                       {s: ensemble_mean({name: p.probs[s] for name, p in preds.items()}) for s in EVAL_SPLITS})
+                       {s: combine({name: p.probs[s] for name, p in preds.items()}) for s in EVAL_SPLITS})
 
 
 def evaluate_run(run_dir: Path, data_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
@@ -99,10 +98,9 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, progress: bool = T
     scores = {name: _score(p, tags) for name, p in preds.items()}
     source = f"full models on photos of {Path(data_dir).resolve()}" if data_dir else "heads on cached features"
     for name in run["models"]:
-        card = read_json(folder.model_json(name))
-        card.update(thresholds=scores[name]["thresholds"], metrics=scores[name]["metrics"])
-        card["metrics_source"] = source
-        folder.model_json(name).write_text(json.dumps(card, indent=2))
+        record = ModelRecord.read(folder.model_json(name))
+        details = {**record.details, "metrics": scores[name]["metrics"], "metrics_source": source}
+        replace(record, thresholds=scores[name]["thresholds"], details=details).write(folder.model_json(name))
     trial = weights_trial(run["models"], preds[ENSEMBLE].labels["val"],
                           {n: preds[n].probs["val"] for n in run["models"]}) if len(run["models"]) > 1 else None
     folder.ensemble_json.write_text(json.dumps(
@@ -163,7 +161,7 @@ def report(run: Mapping[str, Any], folder: RunFolder, scores: Mapping[str, Any],
            trial: Mapping[str, Any] | None = None) -> str:
     """The markdown report: the models, the ensemble and the original's figures side by side."""
     tags = run["tags"]
-    cards = {n: read_json(folder.model_json(n)) for n in run["models"]}
+    cards = {n: ModelRecord.read(folder.model_json(n)).to_dict() for n in run["models"]}
     splits = run["splits"]
     lines = [
         "# Training report", "",
@@ -181,7 +179,7 @@ def report(run: Mapping[str, Any], folder: RunFolder, scores: Mapping[str, Any],
             how, size = "mean of probabilities", "-"
         else:
             how, size = cards[name]["training"]["selected"], str(cards[name]["input_size"])
-        original = _fmt(ORIGINAL_ACCURACY.get(name), 2)
+        original = _fmt(SPECS[name].original_accuracy if name in SPECS else None, 2)
         lines.append(f"| {name} | {size} | {how} | {_fmt(val['mAP'])} | **{_fmt(test['mAP'])}** | "
                      f"{_fmt(test['micro_f1'])} | {_fmt(test['macro_f1'])} | {_fmt(test['exact_match'])} | "
                      f"{_fmt(test['hamming_loss'])} | {_fmt(test['binary_accuracy'])} | "

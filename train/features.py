@@ -14,10 +14,10 @@ Layout under the cache folder::
 Arrays are ``.npy`` memmaps written batch by batch; a row's done flag is set only after its
 features were flushed, so an interrupted extraction resumes where it stopped and a second run
 computes nothing. Rows cover the whole split; a run limited to some photos fills only those rows.
-Pixels go through hashtag.runtime (load_image, resize_rgb, normalize): training sees exactly what
-serving sees. The backbone runs in Keras, or compiled by OpenVINO (``engine``): on CPUs with bfloat16
-instructions its ``openvino-bf16`` engine computes the same maps about 2.5x faster than Keras, within
-bfloat16 rounding (~0.4% of the largest activation), which is below what INT8 export changes anyway.
+Pixels go through hashtag.runtime's decoding and preprocessing (``hashtag.train.pixels``): training
+sees exactly what serving sees. The backbone runs in Keras, or compiled by OpenVINO (``engine``): on CPUs
+with bfloat16 instructions its ``openvino-bf16`` engine computes the same maps about 2.5x faster than Keras,
+within bfloat16 rounding (~0.4% of the largest activation), which is below what INT8 export changes anyway.
 """
 from __future__ import annotations
 
@@ -28,32 +28,23 @@ import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import keras
 import numpy as np
 
-from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import Preprocessing
-from hashtag.runtime.preprocess import normalize, resize_rgb
 from hashtag.train.augment import VERSION as AUGMENT_VERSION
-from hashtag.train.augment import make_view
 from hashtag.train.blocks import Cut
 from hashtag.train.config import EXTRACT_ENGINES
 from hashtag.train.errors import SettingsError
 from hashtag.train.files import open_npy_memmap
+from hashtag.train.pixels import Photo, photo_batch
 from hashtag.train.progress import Progress
 
 FORMAT_VERSION = 1
 KINDS = ("pooled", "spatial", "block")
 FLUSH_EVERY_S = 20.0
-
-
-class Photo(Protocol):
-    """What extraction needs of a dataset record."""
-
-    photo_id: str
-    path: Path
 
 
 @dataclass(frozen=True)
@@ -220,9 +211,7 @@ class FeatureCache:
         size, prep = self.backbone.input_size, self.backbone.preprocessing
 
         def load(batch_rows: np.ndarray) -> np.ndarray:
-            pixels = [resize_rgb(make_view(load_image(photos[r].path), photos[r].photo_id, view), size, prep.resize)
-                      for r in batch_rows]
-            return normalize(np.stack(pixels), prep)
+            return photo_batch([photos[r] for r in batch_rows], size, prep, view)
 
         chunks = [rows[i:i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
         with ThreadPoolExecutor(max_workers=1) as pool:

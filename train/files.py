@@ -1,42 +1,17 @@
-"""Files written whole or not at all, and their digests: the one rule every writer in train and export follows.
-
-A file is written under a temporary name on the same filesystem and renamed into place, so a reader, or a
-resumed run, finds either no file or a complete one, never half of one.
+"""Digests of files and the resumable row stores of train and export. Writing a file whole or not at all is
+``hashtag.runtime.files``'s job, for every package.
 """
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
+
+# Re-exported only for export/card.py, which still imports it from here.
+from hashtag.runtime.files import write_text_atomically  # noqa: F401
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-@contextmanager
-def atomic_path(path: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
-    """A temporary path to write; renamed to ``path`` when the block ends, removed when it raises.
-
-    The temporary lives in ``tmp_dir`` (same filesystem; default: beside ``path``), has a unique name, and
-    ends with ``path``'s own name, so writers that insist on a suffix (keras' ``.weights.h5``) take it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tmp_dir or path.parent) / f".{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.{path.name}"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through ``atomic_path``."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def sha256_file(path: Path) -> str:

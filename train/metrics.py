@@ -93,6 +93,20 @@ def threshold_for_recall(y_true: np.ndarray, scores: np.ndarray, recall: float,
     return float(thresholds[reaching[0]])
 
 
+def threshold_for_precision(y_true: np.ndarray, scores: np.ndarray, precision: float) -> float | None:
+    """The threshold at which ``scores >= threshold`` keeps ``precision`` on the known rows with the best recall
+    (the highest such threshold: lower ones only add false positives), midway to the next lower score so it
+    generalises; None when no threshold with a true positive reaches it (or there is no positive)."""
+    tps, fps, thresholds = _ranked_counts(y_true, scores)
+    reaching = np.flatnonzero((tps > 0) & (tps >= precision * (tps + fps) - 1e-12))
+    if not reaching.size:
+        return None
+    best = int(reaching[np.argmax(tps[reaching])])  # argmax: the first, i.e. highest, threshold of the best recall
+    if best + 1 < thresholds.size:
+        return float((thresholds[best] + thresholds[best + 1]) / 2)
+    return float(thresholds[best])
+
+
 def tag_aps(y_true: np.ndarray, probs: np.ndarray) -> list[float]:
     """AP of every tag (column) over its known rows, NaN for a tag without positives."""
     return [average_precision(y_true[:, j], probs[:, j]) for j in range(probs.shape[1])]

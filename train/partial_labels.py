@@ -12,6 +12,7 @@ loss to the metrics, and one that a reader expecting 0/1 refuses instead of taki
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence, Set
 
 import numpy as np
@@ -43,3 +44,35 @@ def label_row(present: Set[str], tags: Sequence[str], known: Set[str] | None) ->
 def is_known(labels: np.ndarray) -> np.ndarray:
     """Boolean mask of the known entries of a label array (anything below 0 is unknown)."""
     return np.asarray(labels) >= 0
+
+
+@dataclass(frozen=True)
+class WeakNegatives:
+    """Unknown labels read as negatives where a photo's other labels make the concept unlikely.
+
+    The scene photos were never labelled for people, so the members never saw a scene photo without a person
+    labelled as such, and print ``#human`` on empty buildings and glaciers. A photo labelled with one of
+    ``scenes`` (the scene source's own labels: buildings, forest, glacier, mountain, sea), none of ``unless``
+    (streets often show people) and ``tags`` unknown is taken to show no person: people there are absent or
+    specks, by eye. Used to fit the ensemble's stack, not to score it.
+    """
+
+    scenes: tuple[str, ...] = ("architecture", "forest", "glacier", "mountain", "sea")
+    unless: tuple[str, ...] = ("city",)
+    tags: tuple[str, ...] = ("human", "person", "portrait")
+
+    def rows(self, labels: np.ndarray, tags: Sequence[str]) -> np.ndarray:
+        """Boolean mask of the rows of ``labels`` ([n, tags] with UNKNOWN) this rule applies to."""
+        column = {t: j for j, t in enumerate(tags)}
+        scene = np.any(labels[:, [column[t] for t in self.scenes]] > 0, axis=1)
+        street = np.any(labels[:, [column[t] for t in self.unless]] > 0, axis=1)
+        unknown = np.all(labels[:, [column[t] for t in self.tags]] == UNKNOWN, axis=1)
+        return scene & ~street & unknown
+
+    def apply(self, labels: np.ndarray, tags: Sequence[str]) -> np.ndarray:
+        """A copy of ``labels`` with the rule's tags set to 0 on the rows it applies to."""
+        out = labels.copy()
+        rows = self.rows(labels, tags)
+        for t in self.tags:
+            out[rows, list(tags).index(t)] = 0
+        return out

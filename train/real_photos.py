@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from hashtag.train.splits import unit_interval
-from hashtag.train.tables import KeywordFilter, select
+from hashtag.train.table_rows import KeywordFilter
+from hashtag.train.tables import select
 
 REAL_SPLITS = ("tune", "report")
 TUNE_FRACTION = 0.5
@@ -38,12 +39,12 @@ def real_photos(tables: Path, tags: tuple[str, ...], split: str | None = None) -
     """The photos of ``tables`` with local image files (of one split, or all) and their targets."""
     if split is not None and split not in REAL_SPLITS:
         raise ValueError(f"unknown real-photo split {split!r} (known: {', '.join(REAL_SPLITS)})")
-    selection = select(Path(tables), KeywordFilter(), tags)
+    labelled = select(Path(tables), KeywordFilter(), tags)
     out = []
-    for photo in selection.photos:
+    for photo in labelled.photos:
         part = real_split_of(photo.photo_id)
         if "://" in photo.source or (split is not None and part != split):
             continue
         out.append(RealPhoto(photo.photo_id, Path(tables) / photo.source, part,
-                             np.asarray(selection.labels(photo.photo_id), dtype=np.int8)))
+                             np.asarray(labelled.labels(photo.photo_id), dtype=np.int8)))
     return out

@@ -14,8 +14,8 @@ from typing import Any
 from PIL import Image
 
 from hashtag.runtime.errors import ImageError
+from hashtag.runtime.files import atomic_path
 from hashtag.runtime.images import load_image
-from hashtag.train.files import atomic_path
 
 EXIF_ORIENTATION = 0x0112
 

@@ -3,8 +3,8 @@
 The teacher is a shipped bundle run through ``hashtag.runtime`` exactly as users run it (same decoding,
 preprocessing, precision), so the student learns what users of the ensemble see. Layout under the cache::
 
-    teacher-<ensemble sha256[:12]>/<group>-<ids hash>/   (runtime.manifest.ensemble_sha256: adding a fast
-                                                         model to the bundle keeps the cache)
+    teacher-<members sha256[:12]>/<group>-<ids hash>/    (runtime.manifest.members_sha256: adding a fast
+                                                         model or retuning the combination keeps the cache)
         ids.txt                 one photo id per row
         probs.npy, done.npy     float32 [n, models, tags] (the bundle's model and tag order), bool [n]
 
@@ -19,7 +19,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from hashtag.runtime.manifest import Bundle, ensemble_sha256, load_bundle
+from hashtag.runtime.ensemble import Combination, combine
+from hashtag.runtime.manifest import Bundle, load_bundle, members_sha256
 from hashtag.runtime.tagger import Tagger
 from hashtag.train.files import open_npy_memmap
 from hashtag.train.progress import Progress
@@ -40,15 +41,20 @@ class TeacherProbabilities:
     tags: tuple[str, ...]
     probs: np.ndarray
     done: np.ndarray
+    combination: Combination
+
+    def per_model(self) -> dict[str, np.ndarray]:
+        """Each model's probabilities [n, tags]."""
+        return {name: self.probs[:, i] for i, name in enumerate(self.models)}
 
     def ensemble(self) -> np.ndarray:
-        """The ensemble's probabilities [n, tags] (mean over the teacher's models)."""
-        return self.probs.mean(axis=1)
+        """The ensemble's probabilities [n, tags], combined as the bundle's manifest says."""
+        return combine(self.per_model(), self.combination)
 
 
 def _group(cache_dir: Path, bundle: Bundle, group: str, photos: Sequence[Photo]) -> Path:
     ids = hashlib.sha256("".join(f"{p.photo_id}\t{p.path.name}\n" for p in photos).encode()).hexdigest()[:12]
-    return Path(cache_dir) / f"teacher-{ensemble_sha256(bundle)[:12]}" / f"{group}-{ids}"
+    return Path(cache_dir) / f"teacher-{members_sha256(bundle)[:12]}" / f"{group}-{ids}"
 
 
 def teacher_probabilities(bundle: Path, cache_dir: Path, group: str, photos: Sequence[Photo],
@@ -65,7 +71,8 @@ def teacher_probabilities(bundle: Path, cache_dir: Path, group: str, photos: Seq
     wanted = np.arange(min(len(photos), limit if limit is not None else len(photos)))
     missing = wanted[~done[wanted]]
     if not len(missing):  # all cached: no model is loaded
-        return TeacherProbabilities(loaded.ensemble_names, loaded.tags, np.asarray(probs), np.asarray(done))
+        return TeacherProbabilities(loaded.ensemble_names, loaded.tags, np.asarray(probs), np.asarray(done),
+                                    loaded.combination)
     tagger = Tagger(loaded, provider="cpu", threads=threads, batch_size=batch_size, models=loaded.ensemble_names)
     with Progress(len(missing), f"teacher {group}", enabled=progress) as bar:
         for start in range(0, len(missing), batch_size):
@@ -76,4 +83,5 @@ def teacher_probabilities(bundle: Path, cache_dir: Path, group: str, photos: Seq
             done[rows] = True
             done.flush()
             bar.update(len(rows))
-    return TeacherProbabilities(tagger.names, tagger.bundle.tags, np.asarray(probs), np.asarray(done))
+    return TeacherProbabilities(tagger.names, tagger.bundle.tags, np.asarray(probs), np.asarray(done),
+                                loaded.combination)

@@ -7,12 +7,12 @@ from typing import Sequence
 import click
 
 from hashtag.runtime.errors import HashtagError
+from hashtag.train.backbones import BACKBONES, SPECS
 from hashtag.train.config import EXTRACT_ENGINES, TrainConfig, field_defaults
 from hashtag.train.errors import SettingsError
 from hashtag.train.heads import HEADS
 from hashtag.train.losses import LOSS_NAMES
 from hashtag.train.run_folder import RUN_JSON, RunFolder
-from hashtag.train.weights.catalog import BACKBONES, NATIVE_SIZE
 
 DEFAULTS = field_defaults(TrainConfig)
 
@@ -53,7 +53,7 @@ def _summary(run_dir: Path, scores: dict) -> None:
               help="Feature cache folder (default: DATA/features). Reused across runs.")
 @click.option("--size", "sizes", multiple=True, metavar="NAME=PX",
               help="Input size for a backbone (default: native, "
-                   f"{', '.join(f'{n} {px}' for n, px in NATIVE_SIZE.items())}). Repeatable.")
+                   f"{', '.join(f'{n} {s.native_size}' for n, s in SPECS.items())}). Repeatable.")
 @click.option("--heads", default=",".join(DEFAULTS["heads"]), show_default=True,
               help=f"Head variants to compare (known: {', '.join(HEADS)}).")
 @click.option("--losses", default=",".join(DEFAULTS["losses"]), show_default=True,

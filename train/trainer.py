@@ -19,10 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hashtag.runtime.images import load_image
-from hashtag.runtime.manifest import Preprocessing
-from hashtag.runtime.preprocess import normalize, resize_rgb
-from hashtag.train.blocks import TOP_BLOCKS
+from hashtag.train.backbones import SPECS
 from hashtag.train.dataset import Dataset, load_dataset
 from hashtag.train.features import Backbone, BackboneFactory, ExtractStats, FeatureCache
 from hashtag.train.finetune import FineTuneSettings, fine_tune, tunable
@@ -32,8 +29,9 @@ from hashtag.train.errors import TrainError
 from hashtag.train.heads import HeadConfig, attach_head, build_head, head_config
 from hashtag.train.losses import make_loss
 from hashtag.train.metrics import mean_average_precision
+from hashtag.train.pixels import photo_batch
 from hashtag.train.progress import Progress
-from hashtag.train.run_folder import EVAL_SPLITS, RUN_VERSION, Predictions, RunFolder, used_rows
+from hashtag.train.run_folder import EVAL_SPLITS, RUN_VERSION, ModelRecord, Predictions, RunFolder, used_rows
 from hashtag.train.splits import SPLITS
 
 # max |p_full - p_head| on a few val photos: float16 caches differ slightly, bfloat16 extraction more
@@ -238,12 +236,8 @@ class Trainer:
         self.out.history(name).write_text(json.dumps(
             {"selected": best.candidate.key, "candidates": {r.candidate.key: r.history for r in results},
              "fine_tuning": tuning and tuning["history"]}, indent=1))
-        card = {
-            "name": name,
+        details = {
             "backbone": name,
-            "input_size": size,
-            "preprocessing": backbone.preprocessing.to_dict(),
-            "tags": list(self.dataset.tags),
             **self._vocabulary(),
             "weights_source": {**dict(backbone.provenance), "weights_values_sha256": extraction["weights_sha256"]},
             "head": best.candidate.head.to_dict(),
@@ -261,7 +255,8 @@ class Trainer:
                 "assembly_check": check,
             },
         }
-        self.out.model_json(name).write_text(json.dumps(card, indent=2, default=str))
+        ModelRecord(name, size, backbone.preprocessing, tuple(self.dataset.tags), details=details).write(
+            self.out.model_json(name))
 
     def _fine_tune(self, backbone: Backbone, best: FitResult, blocks: _SplitFeatures,
                    name: str) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
@@ -296,8 +291,7 @@ class Trainer:
         """Run the saved full model on a few val photos from pixels; it must match the head on cached features."""
         n = min(ASSEMBLY_PHOTOS, len(self.rows["val"]))
         recs = [self.records["val"][i] for i in self.rows["val"][:n]]
-        prep = backbone.preprocessing
-        x = normalize(np.stack([resize_rgb(load_image(r.path), backbone.input_size, prep.resize) for r in recs]), prep)
+        x = photo_batch(recs, backbone.input_size, backbone.preprocessing)
         diff = float(np.max(np.abs(np.asarray(model.predict_on_batch(x)) - val_probs[:n])))
         if diff > ASSEMBLY_TOLERANCE[EXTRACT_ENGINES[self.config.extract_engine] or "f32"]:
             raise TrainError(f"{backbone.name}: full model and cached-feature head disagree by {diff:.4f}")
@@ -311,8 +305,9 @@ def imagenet_factory(source: str = "auto") -> BackboneFactory:
     def factory(name: str, input_size: int) -> Backbone:
         resolved = weights.resolve(name, source)
         model = weights.backbone(name, input_size, resolved)
-        return Backbone(name, input_size, model, Preprocessing.from_dict(weights.PREPROCESSING[name]),
-                        weights.provenance(name, resolved), TOP_BLOCKS.get(name))
+        spec = SPECS[name]
+        return Backbone(name, input_size, model, spec.preprocessing, weights.provenance(name, resolved),
+                        spec.top_blocks)
 
     return factory
 

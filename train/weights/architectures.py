@@ -7,16 +7,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from hashtag.train.weights.catalog import FAST_BACKBONE, MIN_SIZE, check_name
+from hashtag.train.backbones import SPECS, BackboneSpec
 from hashtag.train.weights.efficientnet_lite import efficientnet_lite0
 from hashtag.train.weights.errors import WeightsError
 
 
+def known(name: str) -> BackboneSpec:
+    """The record of backbone ``name`` (``hashtag.train.backbones``); a WeightsError for an unknown name."""
+    if name not in SPECS:
+        raise WeightsError(f"unknown backbone {name!r} (known: {', '.join(SPECS)})")
+    return SPECS[name]
+
+
 def check_input_size(name: str, input_size: int) -> None:
     """Refuse sizes keras.applications cannot build, before anything is downloaded."""
-    check_name(name)
-    if input_size < MIN_SIZE[name]:
-        raise WeightsError(f"{name} needs input_size >= {MIN_SIZE[name]}, got {input_size}")
+    least = known(name).min_size
+    if input_size < least:
+        raise WeightsError(f"{name} needs input_size >= {least}, got {input_size}")
 
 
 def keras_application(name: str, input_size: int) -> Any:
@@ -25,13 +32,10 @@ def keras_application(name: str, input_size: int) -> Any:
     import keras
 
     check_input_size(name, input_size)
-    if name == FAST_BACKBONE:
+    keras_class = known(name).keras_class
+    if keras_class is None:
         return efficientnet_lite0(input_size)
-    factory = {
-        "vgg16": keras.applications.VGG16,
-        "inceptionv3": keras.applications.InceptionV3,
-        "xception": keras.applications.Xception,
-    }[name]
+    factory = getattr(keras.applications, keras_class)
     return factory(weights=None, include_top=False, input_shape=(input_size, input_size, 3))
 
 

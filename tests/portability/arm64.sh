@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The shipped bundle on 64-bit ARM, checked on an x86-64 Debian/Ubuntu host under qemu-user emulation.
 #
-#   sudo benchmarks/arm64/run.sh [RESULTS_DIR]     # default benchmarks/results/arm64-emulated-<today>
+#   sudo tests/portability/arm64.sh [RESULTS_DIR]     # default benchmarks/results/arm64-emulated-<today>
 #
 # 1. Builds (once, then cached in $HASHTAG_CACHE/arm64-root) a Debian bookworm arm64 root with Debian's
 #    own packages: debootstrap, qemu-user-static through binfmt_misc; python3 + venv from Debian.
@@ -17,10 +17,12 @@
 #    Orin's A78AE: dot product), since ONNX Runtime picks its INT8 kernels from those features (qemu
 #    reports them in the auxiliary vector); HASHTAG_ARM64_CPUS="cortex-a72 cortex-a76 max" adds qemu's
 #    max (dot product, i8mm, SVE).
-# 4. Compares each aarch64 run with x86-64 (hashtag.benchmarks.arm_compare: hashtags of the ensemble and of
-#    every model identical on every photo, largest per-tag probability difference <= TOLERANCE), and writes
-#    RESULTS_DIR: README.md, summary.json, photos.tsv (names and hashes, not the photos), per-side
-#    predict.jsonl / models.txt / env.json (versions, CPU features, bundle files) / rss.json (peak RSS).
+# 4. Compares each aarch64 run with x86-64 (hashtags of the ensemble and of every model identical on every
+#    photo, largest per-tag probability difference <= TOLERANCE), and writes RESULTS_DIR: README.md,
+#    summary.json, photos.tsv (names and hashes, not the photos), per-side predict.jsonl / models.txt /
+#    env.json (versions, CPU features, bundle files) / rss.json (peak RSS).
+# Every step but the installs and `hashtag` itself is `python -m portability` (this folder's package, run
+# from each side's copy of the checkout with PYTHONPATH=<copy>/tests; tested by tests/test_arm64_compare.py).
 # No timing is recorded: under emulation it says nothing about a real board.
 #
 # Needs root (debootstrap, chroot, mounts) and the network (Debian mirror, PyPI). Building the root takes a
@@ -183,7 +185,7 @@ log "x86-64: pip install <repo> in a venv ($("$HOST_PYTHON" --version 2>&1))"
 HX="$HOST_TMP/venv/bin"
 "$HX/python" -m pip install -q "$HOST_TMP/src" || die "pip install on the host failed"
 "$HX/python" -m pip freeze --exclude hashtag > "$RUN/constraints.txt"
-COMPARE=("$HX/python" -m hashtag.benchmarks.arm_compare)
+CHECK=(env PYTHONPATH="$HOST_TMP/src/tests" "$HX/python" -m portability)   # this folder's package, from the copy
 
 # ------------------------------------------------------------------------------ the photos (run time only)
 GRACE="$CACHE/photos/grace_hopper.jpg"
@@ -208,7 +210,7 @@ fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT/x86_64"
-"${COMPARE[@]}" select-photos "$CORPUS" "$RUN/photos" --n "$N_PHOTOS" --extra "$GRACE" > "$OUT/photos.tsv"
+"${CHECK[@]}" select-photos "$CORPUS" "$RUN/photos" --n "$N_PHOTOS" --extra "$GRACE" > "$OUT/photos.tsv"
 log "$(($(wc -l < "$OUT/photos.tsv") - 1)) photos"
 
 # ------------------------------------------------------------------------------ x86-64 reference
@@ -216,10 +218,10 @@ log "x86-64: hashtag models, hashtag predict --json"
 (
     cd "$HOST_TMP"
     "$HX/hashtag" models > "$OUT/x86_64/models.txt"
-    "${COMPARE[@]}" env "$OUT/x86_64/env.json"
-    "${COMPARE[@]}" peak-rss "$OUT/x86_64/rss.json" --key predict --stdout "$OUT/x86_64/predict.jsonl" -- \
+    "${CHECK[@]}" env "$OUT/x86_64/env.json"
+    "${CHECK[@]}" peak-rss "$OUT/x86_64/rss.json" --key predict --stdout "$OUT/x86_64/predict.jsonl" -- \
         "$HX/hashtag" predict --json "$RUN/photos"
-    "${COMPARE[@]}" peak-rss "$OUT/x86_64/rss.json" --key baseline -- "$HX/python" -c pass
+    "${CHECK[@]}" peak-rss "$OUT/x86_64/rss.json" --key baseline -- "$HX/python" -c pass
     "$HX/hashtag" predict --fast --precision fp32 --json "$RUN/photos" > "$OUT/x86_64/predict-fast.jsonl"
 ) || die "the x86-64 reference run failed"
 MANIFEST=$("$HX/python" -c 'import hashtag.models, pathlib; print(pathlib.Path(hashtag.models.__file__).parent / "manifest.json")')
@@ -234,6 +236,7 @@ in_root() {  # in_root QEMU_CPU CMD...: run CMD in the root with a clean environ
         LANG=C.UTF-8 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 QEMU_CPU="$cpu" "$@"
 }
 AV=$RUN_IN_ROOT/venv/bin
+AV_CHECK=(PYTHONPATH="$RUN_IN_ROOT/src/tests" "$AV/python" -m portability)   # in_root passes the variable to env
 log "aarch64: pip install <repo> in a venv (PyPI aarch64 wheels, pinned to the host's versions)"
 in_root max /usr/bin/python3 -m venv "$RUN_IN_ROOT/venv"
 in_root max "$AV/python" -m pip install -q -c "$RUN_IN_ROOT/constraints.txt" "$RUN_IN_ROOT/src" \
@@ -242,10 +245,10 @@ in_root max "$AV/python" -m pip install -q -c "$RUN_IN_ROOT/constraints.txt" "$R
 arm_run() {  # arm_run CPU: one emulated CPU's run, in $RUN/CPU (stdout/stderr to files there)
     local cpu=$1 d=$RUN_IN_ROOT/$1
     in_root "$cpu" "$AV/hashtag" models > "$ROOTFS$d/models.txt" || return 1
-    in_root "$cpu" "$AV/python" -m hashtag.benchmarks.arm_compare env "$d/env.json" || return 1
-    in_root "$cpu" "$AV/python" -m hashtag.benchmarks.arm_compare peak-rss "$d/rss.json" --key predict \
+    in_root "$cpu" "${AV_CHECK[@]}" env "$d/env.json" || return 1
+    in_root "$cpu" "${AV_CHECK[@]}" peak-rss "$d/rss.json" --key predict \
         --stdout "$d/predict.jsonl" -- "$AV/hashtag" predict --json "$RUN_IN_ROOT/photos" || return 1
-    in_root "$cpu" "$AV/python" -m hashtag.benchmarks.arm_compare peak-rss "$d/rss.json" --key baseline \
+    in_root "$cpu" "${AV_CHECK[@]}" peak-rss "$d/rss.json" --key baseline \
         -- "$AV/python" -c pass || return 1
     in_root "$cpu" "$AV/hashtag" predict --fast --precision fp32 --json "$RUN_IN_ROOT/photos" > "$ROOTFS$d/predict-fast.jsonl"
 }
@@ -272,14 +275,14 @@ for cpu in $CPUS; do
         tail -20 "$dir/stderr.txt" >&2
         continue
     fi
-    "${COMPARE[@]}" compare "$OUT/x86_64/predict.jsonl" "$dir/predict.jsonl" --tolerance "$TOLERANCE" \
+    "${CHECK[@]}" compare "$OUT/x86_64/predict.jsonl" "$dir/predict.jsonl" --tolerance "$TOLERANCE" \
         --manifest "$MANIFEST" --out "$OUT/compare-$cpu.json" >&2 || true
-    "${COMPARE[@]}" compare "$OUT/x86_64/predict-fast.jsonl" "$dir/predict-fast.jsonl" --tolerance "$TOLERANCE" \
+    "${CHECK[@]}" compare "$OUT/x86_64/predict-fast.jsonl" "$dir/predict-fast.jsonl" --tolerance "$TOLERANCE" \
         --manifest "$MANIFEST" --out "$OUT/compare-fast-$cpu.json" >&2 || true
 done
 
 status=0
-"${COMPARE[@]}" report "$OUT" --meta "commit=$COMMIT" --meta "date=$(date -u +%F)" --meta "qemu=$QEMU_VERSION" \
+"${CHECK[@]}" report "$OUT" --meta "commit=$COMMIT" --meta "date=$(date -u +%F)" --meta "qemu=$QEMU_VERSION" \
     --meta "tolerance=$TOLERANCE" >&2 || status=1
 log "results in $OUT"
 exit "$status"
