@@ -125,7 +125,8 @@ def child(mode: str, tables: Path, out: Path, workers: int) -> dict[str, Any]:
     from hashtag.train.download import DownloadConfig
     from hashtag.train.fetch import sized_url
     from hashtag.train.store import encode_image, write_atomically
-    from hashtag.train.tables import KeywordFilter, select
+    from hashtag.train.table_rows import KeywordFilter
+    from hashtag.train.tables import select
 
     baseline = current_rss_mb()
     peak_is_build_only = reset_peak_rss()

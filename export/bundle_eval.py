@@ -19,7 +19,7 @@ import numpy as np
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.images import load_image
 from hashtag.runtime.manifest import PRECISIONS, load_bundle
-from hashtag.runtime.options import bundle_option, models_option, resolve_bundle
+from hashtag.runtime.options import bundle_option, models_option, resolve_bundle, threads_option
 from hashtag.runtime.prediction import ensemble_thresholds, model_thresholds
 from hashtag.runtime.tagger import Tagger
 from hashtag.train.errors import SettingsError
@@ -27,7 +27,8 @@ from hashtag.train.metrics import mean_ap, split_metrics
 from hashtag.train.progress import Progress
 from hashtag.train.real_photos import REAL_SPLITS, real_photos
 from hashtag.train.splits import SPLITS, split_of
-from hashtag.train.tables import KeywordFilter, select
+from hashtag.train.table_rows import KeywordFilter
+from hashtag.train.tables import select
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def evaluate_bundle(bundle: Path, photos: SplitPhotos, precision: str | None = N
 @click.option("--split", type=click.Choice([*SPLITS, *REAL_SPLITS]), default="test", show_default=True,
               help="A corpus split, or a half of the everyday photos (tune, report) with --tables of those.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None, help="Default: the runtime's CPU choice.")
-@click.option("--threads", type=click.IntRange(min=1), default=None)
+@threads_option
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(bundle_dir: Path | None, models_arg: str | None, tables: Path, split: str, precision: str | None,
          threads: int | None, json_out: Path | None) -> None:

@@ -20,8 +20,8 @@ import click
 
 from hashtag.export.errors import ExportError
 from hashtag.runtime.errors import HashtagError
+from hashtag.runtime.files import write_text_atomically
 from hashtag.runtime.manifest import Bundle, load_bundle
-from hashtag.train.files import write_text_atomically
 from hashtag.train.run_folder import ModelRecord, RunFolder
 from hashtag.train.vocabulary import REASONS, SYNONYM
 

@@ -135,7 +135,7 @@ def real_photos_section(bundle: Bundle, report: Mapping[str, Any], test: Mapping
         *table(("tag", "positives", *bundle.ensemble_names, ENSEMBLE), per_tag_rows(bundle, report)), "",
         "Reproduce (after `hashtag data build`; the members' probabilities are cached):", "", "```bash",
         "python -m hashtag.export.tune_ensemble --bundle models --everyday ../shared/everyday-photos "
-        "--data data/corpus-v2 --json runs/eval/tune_ensemble.json",
+        "--data data/corpus-v2 --fast-run runs/fast --json runs/eval/tune_ensemble.json",
         "python -m hashtag.export.bundle_eval --bundle models --tables ../shared/everyday-photos --split report "
         "--json runs/eval/report.json",
         "python -m hashtag.export.bundle_eval --bundle models --tables ../shared/corpus --json runs/eval/test.json",

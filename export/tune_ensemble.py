@@ -15,7 +15,9 @@ What each decision reads (the everyday photos' *report* half is never read here;
   val and test splits.
 
 The members' probabilities are the runtime's own (the shipped files, decoded and preprocessed as users run
-them), cached by ``hashtag.train.teacher``; nothing is retrained. The manifest is replaced atomically.
+them), cached by ``hashtag.train.teacher``; nothing is retrained. With ``--fast-run`` (the ``hashtag distill``
+run folder of the bundle's fast model) the fast model's thresholds follow the same precision-first rule, on
+its out-of-fold *tune* predictions (``train.distill.hashtag_thresholds``). The manifest is replaced atomically.
 """
 from __future__ import annotations
 
@@ -35,10 +37,12 @@ from hashtag.runtime.manifest import MANIFEST_NAME, Bundle, load_bundle, parse_m
 from hashtag.train.combination import (PRECISION_TARGET, choose_combination, precision_first_thresholds,
                                        stack_layers)
 from hashtag.train.dataset import load_dataset
+from hashtag.train.distill import PREDICTIONS_NAME, hashtag_thresholds
 from hashtag.runtime.files import write_text_atomically
 from hashtag.train.metrics import split_metrics
 from hashtag.train.partial_labels import WeakNegatives
 from hashtag.train.real_photos import real_photos
+from hashtag.train.run_folder import RunFolder
 from hashtag.train.teacher import teacher_probabilities
 
 TUNE_NAME, VAL_NAME = "everyday tune half", "corpus val"
@@ -99,11 +103,29 @@ def tune(bundle: Bundle, tune_half: Scored, val: Scored, test: Scored, train_sce
     return stacked, chosen.thresholds, record
 
 
+def fast_thresholds(bundle: Bundle, run: Path, target: float) -> tuple[dict[str, float], dict[str, Any]]:
+    """The fast model's precision-first thresholds from its distill run's out-of-fold tune predictions."""
+    path = RunFolder(run).model_dir(bundle.fast_name) / PREDICTIONS_NAME
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist: --fast-run takes the hashtag distill run of the fast model")
+    with np.load(path) as saved:
+        if [str(t) for t in saved["tags"]] != list(bundle.tags):
+            raise ExportError(f"{path} is for tags {list(saved['tags'])}, the bundle has {list(bundle.tags)}")
+        return hashtag_thresholds(bundle.tags, saved["tune_out_of_fold"], saved["tune_labels"].astype(np.int64),
+                                  saved["val"], saved["val_labels"].astype(np.int64), target)
+
+
 def write_manifest(bundle: Bundle, combination: Combination, thresholds: Mapping[str, float],
-                   record: Mapping[str, Any], metrics: Mapping[str, Any]) -> Bundle:
-    """Replace the bundle's manifest with the retuned ensemble, validated before it is written."""
+                   record: Mapping[str, Any], metrics: Mapping[str, Any],
+                   fast: tuple[Mapping[str, float], Mapping[str, Any]] | None = None) -> Bundle:
+    """Replace the bundle's manifest with the retuned ensemble (and the fast model's thresholds), validated
+    before it is written."""
     path = bundle.root / MANIFEST_NAME
     manifest = json.loads(path.read_text(encoding="utf-8"))
+    if fast is not None:
+        entry = next(m for m in manifest["models"] if m["name"] == bundle.fast_name)
+        entry["thresholds"] = {t: float(fast[0][t]) for t in bundle.tags}
+        entry.setdefault("metadata", {})["thresholds_source"] = dict(fast[1])
     ensemble = manifest["ensemble"]
     ensemble["combination"] = combination.to_manifest()
     ensemble["thresholds"] = {t: float(thresholds[t]) for t in bundle.tags}
@@ -130,10 +152,12 @@ def _labels(records: Sequence[Any]) -> np.ndarray:
               help="Precision each tag's default hashtag should reach on the tune half.")
 @click.option("--cache", "cache_root", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Probability cache (default: $HASHTAG_CACHE or ~/.cache/hashtag).")
+@click.option("--fast-run", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              help="The hashtag distill run of the bundle's fast model: its thresholds follow the same rule.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the tuning record here.")
 def main(bundle_dir: Path, everyday: Path, data_dir: Path, precision_target: float, cache_root: Path | None,
-         json_out: Path | None) -> None:
+         fast_run: Path | None, json_out: Path | None) -> None:
     """Choose the ensemble's combination and thresholds on real photos and write them into the manifest."""
     try:
         bundle = load_bundle(bundle_dir)
@@ -155,7 +179,8 @@ def main(bundle_dir: Path, everyday: Path, data_dir: Path, precision_target: flo
         metrics = {split: split_metrics(scored[f"corpus-{split}"].labels,
                                         combine(scored[f"corpus-{split}"].probs, combination), bundle.tags, thresholds)
                    for split in ("val", "test")}
-        write_manifest(bundle, combination, thresholds, record, metrics)
+        fast = fast_thresholds(bundle, fast_run, precision_target) if fast_run else None
+        write_manifest(bundle, combination, thresholds, record, metrics, fast)
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
     if json_out:

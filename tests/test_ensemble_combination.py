@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hashtag.export.errors import ExportError
 from hashtag.runtime import Tagger
 from hashtag.runtime.ensemble import Combination, TagStack, combine, logit
 from hashtag.runtime.errors import BundleError
@@ -247,3 +248,32 @@ def test_card_section_leads_the_card_judges_the_targets_and_rewrites_the_thresho
     assert text.count(SECTION.begin) == 1 and text.index(SECTION.end) < text.index("## Vocabulary")
     assert "old table" not in text and f"| human | 0.500 | 0.500 | 0.500 | {thresholds['human']:.3f} |" in text
     assert text.endswith("## Results\n\nr\n")
+
+
+def test_fast_run_gives_the_fast_model_the_same_precision_first_rule(tmp_path: Path) -> None:
+    from hashtag.export.tune_ensemble import fast_thresholds, write_manifest
+    from hashtag.train.distill import PREDICTIONS_NAME
+    from hashtag.train.run_folder import RunFolder
+    from tinybundle import FAST_MODEL
+
+    root = make_bundle(tmp_path / "b", (*DEFAULT_MODELS, FAST_MODEL))
+    bundle = load_bundle(root)
+    rng = np.random.default_rng(2)
+    labels = (rng.random((200, len(TAGS))) < 0.3).astype(np.int8)
+    oof = np.clip(labels + rng.normal(0, 0.4, labels.shape), 0, 1).astype(np.float32)
+    folder = RunFolder(tmp_path / "run").model_dir(bundle.fast_name)
+    folder.mkdir(parents=True)
+    np.savez(folder / PREDICTIONS_NAME, tags=np.array(TAGS), tune_out_of_fold=oof, tune_labels=labels,
+             val=oof[:50], val_labels=labels[:50])
+    thresholds, record = fast_thresholds(bundle, tmp_path / "run", 0.8)
+    for j, tag in enumerate(TAGS):
+        chosen = oof[:, j] >= thresholds[tag]
+        assert (labels[chosen, j] > 0).mean() >= 0.8
+    write_manifest(bundle, bundle.combination, dict(bundle.ensemble_thresholds), {}, {}, (thresholds, record))
+    reloaded = load_bundle(root)
+    assert dict(reloaded.fast.thresholds) == pytest.approx(thresholds)
+    assert reloaded.fast.metadata["thresholds_source"]["precision_target"] == 0.8
+    np.savez(folder / PREDICTIONS_NAME, tags=np.array(TAGS[::-1]), tune_out_of_fold=oof, tune_labels=labels,
+             val=oof[:50], val_labels=labels[:50])
+    with pytest.raises(ExportError, match="is for tags"):
+        fast_thresholds(bundle, tmp_path / "run", 0.8)

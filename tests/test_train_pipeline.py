@@ -20,7 +20,7 @@ from hashtag.train.config import TrainConfig
 from hashtag.train.dataset import load_dataset
 from hashtag.train.run_folder import select_rows
 from hashtag.train.trainer import candidates, train
-from trainkit import TAGS, TinyFactory, make_dataset
+from trainkit import TAGS, TinyFactory, make_dataset, write_tables
 
 CONFIG = TrainConfig(models=("vgg16", "xception"), input_sizes={"vgg16": 32, "xception": 40},
                      heads=("flatten", "gap-mlp"), losses=("bce", "asl"), augment=1, epochs=4, patience=2,
@@ -153,6 +153,22 @@ def test_evaluate_cli_from_predictions_and_from_photos(trained: dict) -> None:
     card = _card(run, "vgg16")
     assert card["metrics_source"].startswith("full models on photos")
     assert card["metrics"]["test"]["mAP"] == pytest.approx(before, abs=0.02)
+
+
+def test_evaluate_scores_the_everyday_report_half(trained: dict, tmp_path: Path) -> None:
+    from hashtag.train.real_photos import real_split_of
+
+    everyday = write_tables(tmp_path / "everyday", range(900, 940))
+    report_half = [s for s in range(900, 940) if real_split_of(f"mir{s:05d}") == "report"]
+    run = trained["run2"]
+    result = CliRunner().invoke(main, ["evaluate", "--run", str(run), "--everyday", str(everyday), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "everyday report half mAP" in result.output
+    card = _card(run, "vgg16")
+    assert card["everyday_report"]["n_images"] == len(report_half) > 5
+    ensemble = json.loads((run / "ensemble.json").read_text())["everyday_report"]
+    assert ensemble["n_images"] == len(report_half) and 0 < ensemble["micro_recall"]
+    assert "## Real photos (everyday photos, report half)" in (run / "report.md").read_text()
 
 
 def test_cli_usage_errors(trained: dict, tmp_path: Path) -> None:

@@ -12,9 +12,8 @@ Elements with neither weigh nothing (partial labels stay masked). Decisions use 
 
 - ``alpha`` and the number of epochs: 2-fold cross-fitting on the *tune* half (each fold's head trains on the
   corpus and the other fold), by the mean of ten-tag and all-tag mAP on the held-out fold.
-- per-tag thresholds: the ensemble's own recall on the same photos, matched (``threshold_for_recall``) on
-  the out-of-fold *tune* predictions; tags without labels on everyday photos match the ensemble's recall on
-  the corpus's val split instead.
+- per-tag thresholds: the ensemble's rule (``train.combination.precision_first_thresholds``) on the
+  out-of-fold *tune* predictions, on the corpus's val split for tags the everyday photos label too rarely.
 - The final head trains on the corpus and the whole *tune* half; the *report* half, never trained or tuned
   on, gives the figures of the model card.
 """
@@ -29,13 +28,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from hashtag.runtime.manifest import Bundle, Preprocessing, ensemble_sha256
-from hashtag.train.metrics import mean_average_precision, split_metrics, threshold_for_recall
+from hashtag.train.combination import PRECISION_TARGET, precision_first_thresholds
+from hashtag.train.metrics import mean_average_precision, split_metrics
 from hashtag.train.partial_labels import is_known
 from hashtag.train.splits import unit_interval
 
 ORIGINAL_TAGS = 10  # the bundle's first ten tags are the original project's
 FOLDS = 2
-MIN_TUNE_POSITIVES = 30  # fewer labelled photos of a tag on the tune half: its threshold is matched on corpus val
+PREDICTIONS_NAME = "distill_predictions.npz"  # in the run's model folder: out-of-fold tune, val, report
 
 
 @dataclass(frozen=True)
@@ -184,34 +184,19 @@ def cross_fit(corpus: Rows, tune: Rows, tune_views: Rows, config: DistillConfig,
     return Choice(chosen["alpha"], chosen["best_epochs"], candidates, curves[chosen["alpha"]])
 
 
-def hashtag_thresholds(tags: Sequence[str], oof: np.ndarray, teacher: np.ndarray, labels: np.ndarray,
-                       ensemble_thresholds: Mapping[str, float], fallback_recall: Mapping[str, float],
-                       val_probs: np.ndarray, val_labels: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
-    """The fast model's default thresholds: per tag, the highest threshold at which it finds as many labelled
-    photos as the ensemble does at its own threshold (``threshold_for_recall``), matched on the *tune* half's
-    out-of-fold predictions where the tag has at least MIN_TUNE_POSITIVES positives there, else on the corpus
-    val split against the ensemble's recall there (``fallback_recall``): a recall measured on a handful of
-    photos (sea: 10) is too coarse to place a threshold. Returns the thresholds and how each was chosen."""
-    thresholds, per_tag = {}, {}
-    for j, tag in enumerate(tags):
-        y = labels[:, j]
-        positives = (y > 0) & is_known(y)
-        if positives.sum() >= MIN_TUNE_POSITIVES:
-            recall = float(np.mean(teacher[positives, j] >= ensemble_thresholds[tag]))
-            thresholds[tag] = threshold_for_recall(y, oof[:, j], recall)
-            per_tag[tag] = f"tune half ({int(positives.sum())} positives): ensemble recall {recall:.3f} matched"
-        else:
-            thresholds[tag] = threshold_for_recall(val_labels[:, j], val_probs[:, j], fallback_recall[tag])
-            per_tag[tag] = (f"corpus val ({int(positives.sum())} tune positives): ensemble recall "
-                            f"{fallback_recall[tag]:.3f} matched")
-    rule = (f"the ensemble's recall per tag, matched on the tune half (tags with >= {MIN_TUNE_POSITIVES} positives "
-            "there) or on the corpus val split")
-    return thresholds, {"rule": rule, "per_tag": per_tag}
+def hashtag_thresholds(tags: Sequence[str], oof: np.ndarray, labels: np.ndarray, val_probs: np.ndarray,
+                       val_labels: np.ndarray, target: float = PRECISION_TARGET) -> tuple[dict[str, float], dict[str, Any]]:
+    """The fast model's default thresholds, by the ensemble's rule (``train.combination``): precision first on
+    the *tune* half's out-of-fold predictions, on corpus val for tags the tune half labels too rarely.
+    Returns the thresholds and the record of how each was chosen."""
+    chosen = precision_first_thresholds(tags, labels, oof, val_labels, val_probs, target,
+                                        "tune half (out of fold)", "corpus val")
+    return chosen.thresholds, chosen.record()
 
 
 def fast_model_json(bundle: Bundle, backbone_name: str, input_size: int, preprocessing: Preprocessing,
                     provenance: Mapping[str, Any], config: DistillConfig, choice: Choice,
-                    thresholds: Mapping[str, float], threshold_source: Mapping[str, str],
+                    thresholds: Mapping[str, float], threshold_source: Mapping[str, Any],
                     metrics: Mapping[str, Any], training_data: Mapping[str, Any]) -> dict[str, Any]:
     """model.json of the fast model, in the run-folder shape export reads (``hashtag.export.run``)."""
     from hashtag.train.heads import head_config

@@ -14,9 +14,10 @@ import click
 import numpy as np
 
 from hashtag.runtime.cache import cache_dir as user_cache
-from hashtag.runtime.manifest import Bundle, load_bundle
+from hashtag.runtime.manifest import load_bundle
 from hashtag.train.backbones import FAST_BACKBONE, SPECS
 from hashtag.train.distill import (
+    PREDICTIONS_NAME,
     DistillConfig,
     Rows,
     cross_fit,
@@ -28,17 +29,6 @@ from hashtag.train.distill import (
 )
 from hashtag.train.real_photos import REAL_SPLITS, TUNE_FRACTION, real_photos
 from hashtag.train.run_folder import RunFolder
-
-
-def ensemble_val_recall(bundle: Bundle) -> dict[str, float]:
-    """The ensemble's recall per tag on the corpus val split, as its manifest records it (what the fast model's
-    thresholds match for tags never labelled on everyday photos)."""
-    try:
-        per_tag = bundle.raw["ensemble"]["metrics"]["val"]["per_tag"]
-        return {t: float(per_tag[t]["recall"]) for t in bundle.tags}
-    except (KeyError, TypeError):
-        raise click.ClickException(f"{bundle.root}: the manifest lacks the ensemble's val metrics per tag "
-                                   "(ensemble.metrics.val.per_tag), which the thresholds are matched to") from None
 
 
 def _rows(features: np.ndarray, photos: list, teacher: np.ndarray | None, tags: int) -> Rows:
@@ -136,11 +126,8 @@ def distill(data_dir: Path, everyday: Path, bundle_dir: Path, out: Path, cache_d
 
     val = _rows(pooled["corpus-val"], corpus["val"], None, len(tags))
     val_probs = predict("corpus-val")
-    fallback = ensemble_val_recall(bundle)
-    thresholds, source = hashtag_thresholds(tags, oof, ensemble_real["tune"], tune.labels, bundle.ensemble_thresholds,
-                                            fallback, val_probs, val.labels)
+    thresholds, source = hashtag_thresholds(tags, oof, tune.labels, val_probs, val.labels)
     echo(f"thresholds: {source['rule']}")
-    source = source["per_tag"]
 
     metrics = {"val": report_metrics(val.labels, val_probs, tags, thresholds)}
     test = _rows(pooled["corpus-test"], corpus["test"], None, len(tags))
@@ -157,7 +144,7 @@ def distill(data_dir: Path, everyday: Path, bundle_dir: Path, out: Path, cache_d
 
     folder = RunFolder(out)
     folder.model_dir(FAST_BACKBONE).mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(folder.model_dir(FAST_BACKBONE) / "distill_predictions.npz", tags=np.array(tags),
+    np.savez_compressed(folder.model_dir(FAST_BACKBONE) / PREDICTIONS_NAME, tags=np.array(tags),
                         tune_ids=np.array(tune.ids), tune_labels=tune.labels, tune_out_of_fold=oof,
                         tune_ensemble=ensemble_real["tune"], val_labels=val.labels, val=val_probs,
                         report_ids=np.array(report.ids), report_labels=report.labels,

@@ -18,10 +18,11 @@ from hashtag.runtime.ensemble import combine
 from hashtag.train.backbones import SPECS
 from hashtag.train.ensemble_weights import weights_trial
 from hashtag.train.errors import TrainError
-from hashtag.train.metrics import choose_thresholds, split_metrics
+from hashtag.train.metrics import choose_thresholds, mean_ap, split_metrics
 from hashtag.train.pixels import photo_batch
 from hashtag.train.plots import plot_ap_bars, plot_history, plot_pr_curves
 from hashtag.train.progress import Progress
+from hashtag.train.real_photos import real_photos
 from hashtag.train.run_folder import EVAL_SPLITS, ModelRecord, Predictions, RunFolder, read_json, used_rows
 
 ENSEMBLE = "ensemble"
@@ -63,6 +64,33 @@ def predict_from_photos(run: RunFolder, name: str, data_dir: Path, tags: Sequenc
     return Predictions(ids, labels, probs)
 
 
+def everyday_report(run: RunFolder, names: Sequence[str], everyday: Path, tags: Sequence[str],
+                    thresholds: Mapping[str, Mapping[str, float]], batch_size: int = 32, progress: bool = True
+                    ) -> dict[str, dict[str, Any]]:
+    """Each saved full model and their mean on the everyday photos' *report* half (real photos that nothing
+    is tuned on), at the thresholds chosen on val: the figures that say how the run does on what users send."""
+    import keras
+
+    photos = real_photos(Path(everyday), tuple(tags), "report")
+    if not photos:
+        raise TrainError(f"{everyday} has no photos of the report half")
+    labels = np.asarray([p.targets for p in photos], dtype=np.float32)
+    probs: dict[str, np.ndarray] = {}
+    for name in names:
+        record = ModelRecord.read(run.model_json(name))
+        model = keras.saving.load_model(run.keras(name), compile=False)
+        out = []
+        with Progress(len(photos), f"{name} on everyday report photos", enabled=progress) as bar:
+            for i in range(0, len(photos), batch_size):
+                chunk = photos[i:i + batch_size]
+                out.append(np.asarray(model.predict_on_batch(photo_batch(chunk, record.input_size,
+                                                                         record.preprocessing)), dtype=np.float32))
+                bar.update(len(chunk))
+        probs[name] = np.concatenate(out)
+    probs[ENSEMBLE] = combine({n: probs[n] for n in names})
+    return {n: split_metrics(labels, p, tags, thresholds[n]) for n, p in probs.items()}
+
+
 def _score(pred: Predictions, tags: Sequence[str]) -> dict[str, Any]:
     thresholds = choose_thresholds(pred.labels["val"], pred.probs["val"], tags)
     return {"thresholds": thresholds,
@@ -81,7 +109,8 @@ def ensemble_of(preds: Mapping[str, Predictions]) -> Predictions:
                        {s: combine({name: p.probs[s] for name, p in preds.items()}) for s in EVAL_SPLITS})
 
 
-def evaluate_run(run_dir: Path, data_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
+def evaluate_run(run_dir: Path, data_dir: Path | None = None, progress: bool = True,
+                 everyday: Path | None = None) -> dict[str, Any]:
     """Score every model and the ensemble; update model.json, write ensemble.json, plots and report.md."""
     folder = RunFolder(run_dir)
     run = read_json(folder.run_json)
@@ -96,10 +125,16 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None, progress: bool = T
             preds[name] = Predictions.load(folder.predictions(name))
     preds[ENSEMBLE] = ensemble_of(preds)
     scores = {name: _score(p, tags) for name, p in preds.items()}
+    if everyday is not None:
+        real = everyday_report(folder, run["models"], everyday, tags,
+                               {n: s["thresholds"] for n, s in scores.items()}, progress=progress)
+        for name, metrics in real.items():
+            scores[name]["everyday_report"] = metrics
     source = f"full models on photos of {Path(data_dir).resolve()}" if data_dir else "heads on cached features"
     for name in run["models"]:
         record = ModelRecord.read(folder.model_json(name))
-        details = {**record.details, "metrics": scores[name]["metrics"], "metrics_source": source}
+        details = {**record.details, "metrics": scores[name]["metrics"], "metrics_source": source,
+                   **({"everyday_report": scores[name]["everyday_report"]} if everyday is not None else {})}
         replace(record, thresholds=scores[name]["thresholds"], details=details).write(folder.model_json(name))
     trial = weights_trial(run["models"], preds[ENSEMBLE].labels["val"],
                           {n: preds[n].probs["val"] for n in run["models"]}) if len(run["models"]) > 1 else None
@@ -157,6 +192,21 @@ def _tuning_rows(cards: Mapping[str, Any]) -> list[str]:
                         "validation mAP rose.", ""]
 
 
+def _everyday_rows(scores: Mapping[str, Any], base: Sequence[str]) -> list[str]:
+    """The models and the ensemble on the everyday report half, when it was scored."""
+    if not all("everyday_report" in s for s in scores.values()):
+        return []
+    lines = ["## Real photos (everyday photos, report half)", "",
+             "| model | original ten mAP | all tags mAP | hashtag precision | hashtag recall | photos |",
+             "|---|---|---|---|---|---|"]
+    for name, s in scores.items():
+        r = s["everyday_report"]
+        ten = mean_ap(r["per_tag"][t]["ap"] if r["per_tag"][t]["ap"] is not None else math.nan for t in base)
+        lines.append(f"| {name} | {_fmt(ten)} | {_fmt(r['mAP'])} | {_fmt(r['micro_precision'])} | "
+                     f"{_fmt(r['micro_recall'])} | {r['n_images']} |")
+    return lines + ["", "Thresholds chosen on val; tags the everyday photos never label are left out.", ""]
+
+
 def report(run: Mapping[str, Any], folder: RunFolder, scores: Mapping[str, Any], source: str,
            trial: Mapping[str, Any] | None = None) -> str:
     """The markdown report: the models, the ensemble and the original's figures side by side."""
@@ -194,6 +244,7 @@ def report(run: Mapping[str, Any], folder: RunFolder, scores: Mapping[str, Any],
         *_partial_note(scores[ENSEMBLE]["metrics"]["test"]),
         *_weights_note(trial),
         *_tuning_rows(cards),
+        *_everyday_rows(scores, (run.get("vocabulary") or {}).get("base_tags") or tags[:10]),
         "## Average precision per tag (test)", "",
         "| tag | support | " + " | ".join([*run["models"], ENSEMBLE]) + " |",
         "|---|---|" + "---|" * (len(run["models"]) + 1),

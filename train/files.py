@@ -7,9 +7,6 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# Re-exported only for export/card.py, which still imports it from here.
-from hashtag.runtime.files import write_text_atomically  # noqa: F401
-
 if TYPE_CHECKING:
     import numpy as np
 

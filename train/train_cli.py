@@ -37,6 +37,10 @@ def _summary(run_dir: Path, scores: dict) -> None:
         label = "ensemble (mean)" if name == "ensemble" else name
         click.echo(f"{label:18s} test mAP {test['mAP']:.4f}  micro F1 {test['micro_f1']:.4f}  "
                    f"binary acc@0.5 {test['binary_accuracy']:.4f} (do-nothing {test['do_nothing_accuracy']:.4f})")
+        if "everyday_report" in s:
+            real = s["everyday_report"]
+            click.echo(f"{'':18s} everyday report half mAP {real['mAP']:.4f}  hashtags precision "
+                       f"{real['micro_precision']:.3f} recall {real['micro_recall']:.3f} ({real['n_images']} photos)")
     click.echo(f"Report: {RunFolder(run_dir).report}")
 
 
@@ -117,15 +121,18 @@ def train(data_dir: Path, out: Path, models: str, weights_source: str, cache_dir
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Re-run the saved full models on this dataset's val/test photos (the run's --eval-limit "
                    "subset, if any) instead of scoring the saved predictions.")
+@click.option("--everyday", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Also score the saved full models on the report half of these everyday photos "
+                   "(../shared/everyday-photos): real photos, nothing tuned on them.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def evaluate(run_dir: Path, data_dir: Path | None, quiet: bool) -> None:
+def evaluate(run_dir: Path, data_dir: Path | None, everyday: Path | None, quiet: bool) -> None:
     """Score a run: per-tag thresholds on val, metrics on val/test, ensemble, plots and report.md."""
     from hashtag.train.evaluate import evaluate_run
 
     if not RunFolder(run_dir).run_json.is_file():
         raise click.ClickException(f"{run_dir} is not a training run (no {RUN_JSON})")
     try:
-        scores = evaluate_run(run_dir, data_dir, progress=not quiet)
+        scores = evaluate_run(run_dir, data_dir, progress=not quiet, everyday=everyday)
     except (HashtagError, OSError) as exc:  # refusals and disk trouble are one line; anything else is a bug
         raise click.ClickException(str(exc)) from None
     _summary(run_dir, scores)
