@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,7 +11,7 @@ from hashtag.export.errors import ExportError
 from hashtag.export.results import ModelResult
 from hashtag.export.run import TrainingRun
 from hashtag.runtime.errors import BundleError
-from hashtag.runtime.files import write_text_atomically
+from hashtag.runtime.files import write_json_atomically
 from hashtag.runtime.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -56,17 +55,6 @@ def _model_metadata(result: ModelResult, run: TrainingRun, dataset_summary: dict
             "problems": result.problems,
         },
     }
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN/inf (e.g. the AP of a tag without val positives) turned into null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def previous_files(out_dir: Path) -> list[Path]:
@@ -121,7 +109,7 @@ def write_bundle(out_dir: Path, run: TrainingRun, results: list[ModelResult], da
         **{key: run.info.get(key) for key in ("vocabulary", "partial_labels") if run.info.get(key)},
         "export": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **export_info},
     }
-    write_text_atomically(out_dir / MANIFEST_NAME, json.dumps(json_safe(manifest), indent=2, allow_nan=False))
+    write_json_atomically(out_dir / MANIFEST_NAME, manifest)
     try:
         return load_bundle(out_dir)
     except BundleError as exc:

@@ -156,8 +156,9 @@ def thresholds_section(bundle: Bundle) -> list[str]:
     """The per-tag decision thresholds the runtime applies, from the manifest."""
     rows = [[t, *(fmt(m.thresholds[t]) for m in bundle.models), fmt(bundle.ensemble_thresholds[t])]
             for t in bundle.tags]
-    source = ("the ensemble's chosen precision first on real photos (see the real-photo section), the models' "
-              "on the validation split" if bundle.raw["ensemble"].get("tuning") else "chosen on the validation split")
+    source = ("the ensemble's and the fast model's chosen precision first on real photos (see the real-photo "
+              "section), the other models' on the validation split" if bundle.raw["ensemble"].get("tuning")
+              else "chosen on the validation split")
     return ["## Thresholds", "", f"Per-tag thresholds ({source}), as in the manifest:", "",
             *table(("tag", *(m.name for m in bundle.models), ENSEMBLE), rows), ""]
 

@@ -20,14 +20,15 @@ import click
 from hashtag.export.card import ENSEMBLE, fmt, read_input, table, thresholds_section
 from hashtag.export.errors import ExportError
 from hashtag.export.sections import Section
+from hashtag.export.tune_ensemble import VAL_NAME
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.manifest import Bundle, load_bundle
 
 SECTION = Section("<!-- real photos: written by hashtag.export.ensemble_card -->", "<!-- /real photos -->",
                   before="\n## Vocabulary")
-# issue 22's targets
-TEN_TARGET, MEMBER_MARGIN, PRECISION_TARGET, RECALL_TARGET = 0.76, 0.01, 0.70, 0.80
-TEST_TEN_TARGET, TEST_ADDED_TARGET, HUMAN_ON_SCENES_TARGET = 0.94, 0.90, 0.04
+# issue 22's targets (the test-split ones: "no lower than" on the corpus after retuning for real photos)
+TEN_TARGET, MEMBER_MARGIN, HASHTAG_PRECISION_TARGET, HASHTAG_RECALL_TARGET = 0.76, 0.01, 0.70, 0.80
+TEST_TEN_FLOOR, TEST_ADDED_FLOOR, HUMAN_ON_SCENES_TARGET = 0.94, 0.90, 0.04
 STACK_WEIGHTS_SHOWN = 4
 
 
@@ -50,12 +51,12 @@ def verdicts(bundle: Bundle, report: Mapping[str, Any], test: Mapping[str, Any],
          f"{fmt(ens['mAP_base'])} vs {best_ten} {fmt(members[best_ten]['mAP_base'])}"),
         (f"ensemble >= best member + {MEMBER_MARGIN} (all tags)", ens["mAP"] >= members[best_all]["mAP"] + MEMBER_MARGIN,
          f"{fmt(ens['mAP'])} vs {best_all} {fmt(members[best_all]['mAP'])}"),
-        (f"default hashtags: precision >= {PRECISION_TARGET:.2f} with recall >= {RECALL_TARGET:.2f}",
-         ens["micro_precision"] >= PRECISION_TARGET and ens["micro_recall"] >= RECALL_TARGET,
+        (f"default hashtags: precision >= {HASHTAG_PRECISION_TARGET:.2f} with recall >= {HASHTAG_RECALL_TARGET:.2f}",
+         ens["micro_precision"] >= HASHTAG_PRECISION_TARGET and ens["micro_recall"] >= HASHTAG_RECALL_TARGET,
          f"{fmt(ens['micro_precision'])} / {fmt(ens['micro_recall'])}"),
-        (f"test split, ensemble original ten >= {TEST_TEN_TARGET}", test[ENSEMBLE]["mAP_base"] >= TEST_TEN_TARGET,
+        (f"test split, ensemble original ten >= {TEST_TEN_FLOOR}", test[ENSEMBLE]["mAP_base"] >= TEST_TEN_FLOOR,
          fmt(test[ENSEMBLE]["mAP_base"], 4)),
-        (f"test split, ensemble added tags >= {TEST_ADDED_TARGET}", test[ENSEMBLE]["mAP_added"] >= TEST_ADDED_TARGET,
+        (f"test split, ensemble added tags >= {TEST_ADDED_FLOOR}", test[ENSEMBLE]["mAP_added"] >= TEST_ADDED_FLOOR,
          fmt(test[ENSEMBLE]["mAP_added"], 4)),
         (f"`#human` on at most {HUMAN_ON_SCENES_TARGET:.0%} of the scene test photos",
          human["after"]["human"] <= HUMAN_ON_SCENES_TARGET,
@@ -77,17 +78,19 @@ def combination_lines(bundle: Bundle, tuning: Mapping[str, Any]) -> list[str]:
         s = tuning["stack"]
         w = s["weak_negatives"]
         lines += [f"**Stack** for {', '.join(f'`{t}`' for t in comb.stack)}: a logistic layer over every tag's "
-                  f"combined logit, fitted on the {s['fitted_on']}: {w['val_photos']} validation photos labelled "
-                  f"{', '.join(w['scenes'])} (and not {', '.join(w['unless'])}) count as showing no person, which "
-                  "the members never saw. Largest weights:", ""]
+                  f"combined logit, fitted on the {s['fitted_on']}. The weak negatives: {w['train_photos']} train "
+                  f"and {w['val_photos']} val photos labelled {', '.join(w['scenes'])} (and not "
+                  f"{', '.join(w['unless'])}), taken as showing no person, which the members never saw. "
+                  "Largest weights:", ""]
         for tag, layer in comb.stack.items():
             top = sorted(layer.weights.items(), key=lambda kv: -abs(kv[1]))[:STACK_WEIGHTS_SHOWN]
             lines.append(f"- `{tag}`: bias {layer.bias:+.2f}, " + ", ".join(f"{t} {v:+.2f}" for t, v in top))
         lines.append("")
     t = tuning["thresholds"]
-    on_val = [tag for tag, where in t["decided_on"].items() if where != next(iter(t["decided_on"].values()))]
-    lines += [f"**Thresholds**: {t['rule']}; tags with fewer than {t['min_tune_positives']} positives on the tune "
-              f"half use corpus val ({', '.join(on_val) or 'none'}). Below the target: "
+    on_val = [tag for tag, where in t["decided_on"].items() if where == VAL_NAME]
+    lines += [f"**Thresholds**: {t['rule']}; on the tune half: {t['tune_probabilities']}; tags with fewer than "
+              f"{t['min_tune_positives']} positives on the tune half use corpus val ({', '.join(on_val) or 'none'}). "
+              "Below the target: "
               f"{', '.join(t['below_target']) or 'none'}.", ""]
     return lines
 
@@ -125,9 +128,10 @@ def real_photos_section(bundle: Bundle, report: Mapping[str, Any], test: Mapping
                 "photos"), rows), "",
         "Targets (issue 22):", "", *verdicts(bundle, report, test, tuning), "",
         *combination_lines(bundle, tuning),
-        f"`#human` / `#person` on the {people['after']['photos']} corpus test photos of buildings, forest, glaciers, "
-        f"mountains and sea: {people['before']['human']:.1%} / {people['before']['person']:.1%} before retuning, "
-        f"{people['after']['human']:.1%} / {people['after']['person']:.1%} after.", "",
+        f"`#human` / `#person` on the {people['after']['photos']} corpus test photos labelled "
+        f"{', '.join(tuning['stack']['weak_negatives']['scenes'])}: {people['before']['human']:.1%} / "
+        f"{people['before']['person']:.1%} before retuning, {people['after']['human']:.1%} / "
+        f"{people['after']['person']:.1%} after.", "",
         f"Corpus test split ({test[ENSEMBLE]['n_images']} photos) with the same rules:", "",
         *table(("model", "original ten mAP", "added tags mAP", "all tags mAP", "hashtag precision", "hashtag recall"),
                test_rows), "",

@@ -34,11 +34,11 @@ from hashtag.runtime.cache import cache_dir as user_cache
 from hashtag.runtime.ensemble import Combination, combine, combined_logits
 from hashtag.runtime.errors import HashtagError
 from hashtag.runtime.manifest import MANIFEST_NAME, Bundle, load_bundle, parse_manifest
-from hashtag.train.combination import (PRECISION_TARGET, choose_combination, precision_first_thresholds,
-                                       stack_layers)
+from hashtag.train.combination import (PRECISION_TARGET, STACK_FOLDS, base_tags, choose_combination,
+                                       out_of_fold_stack, precision_first_thresholds, stack_layers)
 from hashtag.train.dataset import load_dataset
 from hashtag.train.distill import PREDICTIONS_NAME, hashtag_thresholds
-from hashtag.runtime.files import write_text_atomically
+from hashtag.runtime.files import json_ready, write_json_atomically
 from hashtag.train.metrics import split_metrics
 from hashtag.train.partial_labels import WeakNegatives
 from hashtag.train.real_photos import real_photos
@@ -75,19 +75,21 @@ def tune(bundle: Bundle, tune_half: Scored, val: Scored, test: Scored, train_sce
     ``train_scenes``: the training photos ``rule`` applies to."""
     tags = bundle.tags
     tune_labels, tune_probs, val_labels, val_probs = tune_half.labels, tune_half.probs, val.labels, val.probs
-    base_tags = (bundle.raw.get("vocabulary") or {}).get("base_tags") or tags
-    base = [tags.index(t) for t in base_tags]
-    choice = choose_combination(tune_labels, tune_probs, base)
+    choice = choose_combination(tune_labels, tune_probs, [tags.index(t) for t in base_tags(bundle)])
     plain = Combination(choice.combination.method, choice.combination.weights, members=bundle.ensemble_names)
-    z = np.vstack([combined_logits(p, plain) for p in (tune_probs, val_probs, train_scenes.probs)])
-    y = np.vstack([tune_labels, rule.apply(val_labels, tags), rule.apply(train_scenes.labels, tags)])
-    stacked = Combination(plain.method, plain.weights, stack_layers(tags, z, y, rule.tags), tags,
-                          bundle.ensemble_names)
-    probs = {name: combine(p, stacked) for name, p in
-             (("tune", tune_probs), ("val", val_probs), ("test", test.probs))}
-    chosen = precision_first_thresholds(tags, tune_labels, probs["tune"], val_labels, probs["val"], target,
+    z_tune = combined_logits(tune_probs, plain)
+    z_other = np.vstack([combined_logits(p, plain) for p in (val_probs, train_scenes.probs)])
+    y_other = np.vstack([rule.apply(val_labels, tags), rule.apply(train_scenes.labels, tags)])
+    layers = stack_layers(tags, np.vstack([z_tune, z_other]), np.vstack([tune_labels, y_other]), rule.tags)
+    stacked = Combination(plain.method, plain.weights, layers, tags, bundle.ensemble_names)
+    tune_oof = out_of_fold_stack(tags, z_tune, tune_labels, z_other, y_other, rule.tags)
+    probs = {name: combine(p, stacked) for name, p in (("val", val_probs), ("test", test.probs))}
+    chosen = precision_first_thresholds(tags, tune_labels, tune_oof, val_labels, probs["val"], target,
                                         TUNE_NAME, VAL_NAME)
-    before = combine(test.probs, bundle.combination)
+    previous = (bundle.raw["ensemble"].get("tuning") or {}).get("people_on_scene_test_photos")
+    before = (previous["before"] if previous else  # the bundle as it was before its first retuning
+              people_on_scenes(tags, test.labels, combine(test.probs, bundle.combination), bundle.ensemble_thresholds,
+                               rule))
     record = {
         "combination": choice.record(f"{TUNE_NAME} ({len(tune_labels)} photos)"),
         "stack": {"tags": list(rule.tags),
@@ -95,10 +97,9 @@ def tune(bundle: Bundle, tune_half: Scored, val: Scored, test: Scored, train_sce
                   "weak_negatives": {"scenes": list(rule.scenes), "unless": list(rule.unless),
                                      "val_photos": int(rule.rows(val_labels, tags).sum()),
                                      "train_photos": int(rule.rows(train_scenes.labels, tags).sum())}},
-        "thresholds": chosen.record(),
+        "thresholds": {**chosen.record(), "tune_probabilities": f"the stack out of fold ({STACK_FOLDS} folds)"},
         "people_on_scene_test_photos": {
-            "before": people_on_scenes(tags, test.labels, before, bundle.ensemble_thresholds, rule),
-            "after": people_on_scenes(tags, test.labels, probs["test"], chosen.thresholds, rule)},
+            "before": before, "after": people_on_scenes(tags, test.labels, probs["test"], chosen.thresholds, rule)},
     }
     return stacked, chosen.thresholds, record
 
@@ -109,6 +110,9 @@ def fast_thresholds(bundle: Bundle, run: Path, target: float) -> tuple[dict[str,
     if not path.is_file():
         raise ExportError(f"{path} does not exist: --fast-run takes the hashtag distill run of the fast model")
     with np.load(path) as saved:
+        missing = [k for k in ("tags", "tune_out_of_fold", "tune_labels", "val", "val_labels") if k not in saved]
+        if missing:
+            raise ExportError(f"{path} lacks {missing}: not the predictions hashtag distill writes")
         if [str(t) for t in saved["tags"]] != list(bundle.tags):
             raise ExportError(f"{path} is for tags {list(saved['tags'])}, the bundle has {list(bundle.tags)}")
         return hashtag_thresholds(bundle.tags, saved["tune_out_of_fold"], saved["tune_labels"].astype(np.int64),
@@ -132,8 +136,9 @@ def write_manifest(bundle: Bundle, combination: Combination, thresholds: Mapping
     ensemble["thresholds_source"] = "hashtag.export.tune_ensemble"
     ensemble["tuning"] = record
     ensemble["metrics"] = dict(metrics)
+    manifest = json_ready(manifest)
     checked = parse_manifest(manifest, bundle.root)
-    write_text_atomically(path, json.dumps(manifest, indent=2, allow_nan=False))
+    write_json_atomically(path, manifest)
     return checked
 
 
@@ -164,6 +169,7 @@ def main(bundle_dir: Path, everyday: Path, data_dir: Path, precision_target: flo
         dataset = load_dataset(data_dir)
         if dataset.tags != bundle.tags:
             raise ExportError(f"dataset tags {list(dataset.tags)} differ from the bundle's {list(bundle.tags)}")
+        fast = fast_thresholds(bundle, fast_run, precision_target) if fast_run else None  # refused before any work
         teacher_dir = cache_root / "distill" if cache_root else user_cache("distill")
         rule = WeakNegatives()
         train = dataset.split("train")
@@ -179,12 +185,13 @@ def main(bundle_dir: Path, everyday: Path, data_dir: Path, precision_target: flo
         metrics = {split: split_metrics(scored[f"corpus-{split}"].labels,
                                         combine(scored[f"corpus-{split}"].probs, combination), bundle.tags, thresholds)
                    for split in ("val", "test")}
-        fast = fast_thresholds(bundle, fast_run, precision_target) if fast_run else None
         write_manifest(bundle, combination, thresholds, record, metrics, fast)
+        if json_out:
+            write_json_atomically(json_out, record)
     except HashtagError as exc:
         raise click.ClickException(str(exc)) from None
-    if json_out:
-        write_text_atomically(json_out, json.dumps(record, indent=2, allow_nan=False))
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename or 'a file'}: {exc.strerror}") from None
     c = record["combination"]
     click.echo(f"combination: {combination.method} {dict(combination.weights)}; tune mAP ten/all "
                f"{c['mAP_ten_all'][0]:.4f}/{c['mAP_ten_all'][1]:.4f} (mean {c['mean_mAP_ten_all'][0]:.4f}/"

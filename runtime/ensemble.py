@@ -1,7 +1,7 @@
 """How the ensemble combines its models, as the manifest's ``ensemble.combination`` says.
 
-One function, so the runtime's Tagger, training's evaluation, the teacher cache and the benchmarks score the
-same ensemble. Two methods exist:
+One function, so the runtime's Tagger, the teacher cache, bundle evaluation and the benchmarks score the same
+ensemble (training's own evaluation, before any combination is chosen, uses the plain mean). Two methods:
 
 - ``mean``: the mean of the members' probabilities (what a manifest without a combination gets);
 - ``weighted_logit``: ``sigmoid(sum_m w_m * logit(p_m))`` with one weight per member (non-negative, summing
@@ -24,6 +24,7 @@ import numpy as np
 from hashtag.runtime.errors import BundleError
 
 METHODS = ("mean", "weighted_logit")
+_KEYS = {"method", "weights", "stack"}
 _EPS = 1e-6  # probabilities are clipped to [eps, 1 - eps] before the logit: INT8 models do output exact 0 and 1
 
 
@@ -37,7 +38,8 @@ class TagStack:
     @classmethod
     def from_manifest(cls, raw: Any, tags: Sequence[str], where: str) -> "TagStack":
         """A stack entry, its tags checked against the bundle's."""
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("weights"), Mapping) or not _number(raw.get("bias")):
+        if (not isinstance(raw, Mapping) or set(raw) != {"bias", "weights"} or not isinstance(raw["weights"], Mapping)
+                or not _number(raw["bias"])):
             raise BundleError(f"{where} must be an object with a numeric 'bias' and 'weights' mapping tags to numbers")
         unknown = [t for t in raw["weights"] if t not in tags]
         if unknown or not all(_number(w) for w in raw["weights"].values()):
@@ -67,8 +69,8 @@ class Combination:
             raise BundleError("ensemble.combination: method 'mean' takes no weights")
         if self.method == "weighted_logit":
             values = list(self.weights.values())
-            if not values or any(not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0 for w in values):
-                raise BundleError("ensemble.combination: weights must be non-negative numbers, one per member")
+            if not values or any(not _number(w) or w < 0 for w in values):
+                raise BundleError("ensemble.combination: weights must be finite non-negative numbers, one per member")
             if abs(sum(values) - 1.0) > 1e-6:
                 raise BundleError(f"ensemble.combination: weights must sum to 1, got {sum(values):.6f}")
         if self.weights and self.members and set(self.weights) != set(self.members):
@@ -85,6 +87,9 @@ class Combination:
             return cls()
         if not isinstance(raw, Mapping) or "method" not in raw:
             raise BundleError("ensemble.combination must be an object with a 'method'")
+        unknown_keys = sorted(set(raw) - _KEYS)
+        if unknown_keys:
+            raise BundleError(f"ensemble.combination: unknown keys {unknown_keys} (known: {', '.join(sorted(_KEYS))})")
         weights = raw.get("weights", {})
         if not isinstance(weights, Mapping):
             raise BundleError("ensemble.combination: weights must map member names to numbers")

@@ -8,12 +8,14 @@ one. A file rewritten so keeps its permission bits. Files a person owns (photos,
 from __future__ import annotations
 
 import glob
+import json
+import math
 import os
 import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 TEMP_MARK = ".hashtag-tmp."  # temporaries are named ".<pid>-<random>.hashtag-tmp.<final name>"
 
@@ -54,6 +56,27 @@ def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` through ``atomic_path``."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` as strict JSON holds it: NaN and infinities (the AP of a tag without positives) as null,
+    numpy scalars as Python numbers, tuples as lists, paths as text."""
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()  # a numpy scalar
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Write ``data`` as indented strict JSON (``json_ready``) through ``atomic_path``."""
+    write_text_atomically(path, json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n")
 
 
 def remove_stale_temps(path: Path) -> None:

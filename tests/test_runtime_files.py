@@ -1,11 +1,14 @@
 """hashtag.runtime.files: a file is replaced whole or not at all, keeps its permissions, and leaves no temporary."""
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from hashtag.runtime.files import atomic_path, remove_stale_temps, write_text_atomically
+from hashtag.runtime.files import atomic_path, remove_stale_temps, write_json_atomically, write_text_atomically
 
 
 @pytest.mark.parametrize("durable", [False, True])
@@ -52,3 +55,11 @@ def test_stale_temporaries_of_a_file_are_removed_and_nothing_else(tmp_path: Path
     mine, its = _left_by_a_killed_writer(photo), _left_by_a_killed_writer(other)
     remove_stale_temps(photo)
     assert sorted(tmp_path.iterdir()) == sorted([photo, other, hidden, its]) and not mine.exists()
+
+
+def test_json_written_whole_is_strict_json(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    write_json_atomically(path, {"ap": math.nan, "inf": math.inf, "n": np.int64(3), "p": np.float32(0.5),
+                                 "where": tmp_path, "pair": (1, 2)})
+    assert json.loads(path.read_text()) == {"ap": None, "inf": None, "n": 3, "p": 0.5,
+                                                   "where": str(tmp_path), "pair": [1, 2]}

@@ -16,20 +16,21 @@ shipped bundle without retraining (``hashtag.export.tune_ensemble``):
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from hashtag.runtime.ensemble import Combination, TagStack, combine
+from hashtag.runtime.ensemble import Combination, TagStack, apply_stack, combine, sigmoid
+from hashtag.runtime.manifest import Bundle
 from hashtag.train.metrics import best_f1_threshold, mean_ap, tag_aps, threshold_for_precision
 
 GRID_STEP = 0.05
 MIN_WEIGHT = 0.05
 MIN_TUNE_POSITIVES = 10
 PRECISION_TARGET = 0.7
-STACK_L2 = 1.0  # pull toward "no change" (own logit 1, others 0): the fit has ~2,000 photos for 22 weights
+STACK_L2 = 1.0  # pull toward "no change" (own logit 1, others 0), on a summed loss over ~3,700 photos: light
+STACK_FOLDS = 2  # thresholds of stacked tags are chosen on tune rows the stack was not fitted on
 
 
 def weight_grid(n_models: int, step: float = GRID_STEP, floor: float = MIN_WEIGHT) -> list[tuple[float, ...]]:
@@ -37,6 +38,12 @@ def weight_grid(n_models: int, step: float = GRID_STEP, floor: float = MIN_WEIGH
     units, low = round(1 / step), round(floor / step)
     return [tuple(c / units for c in combo) for combo in itertools.product(range(low, units + 1), repeat=n_models)
             if sum(combo) == units]
+
+
+def base_tags(bundle: Bundle) -> tuple[str, ...]:
+    """The original project's tags as the bundle's vocabulary records them (all its tags when it records none)."""
+    recorded = (bundle.raw.get("vocabulary") or {}).get("base_tags") or bundle.tags
+    return tuple(t for t in recorded if t in bundle.tags)
 
 
 def map_scores(labels: np.ndarray, probs: np.ndarray, base: Sequence[int]) -> tuple[float, float]:
@@ -127,6 +134,19 @@ def stack_layers(tags: Sequence[str], z: np.ndarray, labels: np.ndarray, stacked
     return layers
 
 
+def out_of_fold_stack(tags: Sequence[str], z_tune: np.ndarray, y_tune: np.ndarray, z_other: np.ndarray,
+                      y_other: np.ndarray, stacked: Sequence[str], folds: int = STACK_FOLDS) -> np.ndarray:
+    """Tune-half probabilities of the stacked combination, each row from layers fitted without its fold (and
+    with every ``other`` row), so that thresholds chosen on them are not chosen on rows the stack has seen."""
+    out = np.empty_like(z_tune)
+    fold = np.arange(len(z_tune)) % folds
+    for k in range(folds):
+        fit = fold != k
+        layers = stack_layers(tags, np.vstack([z_tune[fit], z_other]), np.vstack([y_tune[fit], y_other]), stacked)
+        out[~fit] = apply_stack(z_tune[~fit], Combination("mean", {}, layers, tuple(tags)))
+    return sigmoid(out)
+
+
 @dataclass(frozen=True)
 class ThresholdChoice:
     """Per-tag thresholds with where each came from and which tags missed the precision target."""
@@ -163,8 +183,3 @@ def precision_first_thresholds(tags: Sequence[str], tune_labels: np.ndarray, tun
         thresholds[tag] = float(min(max(value, 0.0), 1.0))
         source[tag] = tune_name if on_tune else val_name
     return ThresholdChoice(thresholds, source, below, target)
-
-
-def hashtag_rate(probs: np.ndarray, thresholds: Sequence[float], column: int) -> float:
-    """The share of photos on which the tag in ``column`` would be printed."""
-    return float(np.mean(probs[:, column] >= thresholds[column])) if len(probs) else math.nan

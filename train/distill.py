@@ -19,10 +19,7 @@ Elements with neither weigh nothing (partial labels stay masked). Decisions use 
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -224,23 +221,6 @@ def fast_model_json(bundle: Bundle, backbone_name: str, input_size: int, preproc
         "training_data": dict(training_data),
         "metrics": dict(metrics),
     }
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Pretty JSON, NaN written as null."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, np.generic):
-            return clean(v.item())
-        return v
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(dict(data)), indent=2) + "\n", encoding="utf-8")
 
 
 def report_metrics(labels: np.ndarray, probs: np.ndarray, tags: Sequence[str],

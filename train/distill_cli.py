@@ -14,6 +14,7 @@ import click
 import numpy as np
 
 from hashtag.runtime.cache import cache_dir as user_cache
+from hashtag.runtime.files import write_json_atomically
 from hashtag.runtime.manifest import load_bundle
 from hashtag.train.backbones import FAST_BACKBONE, SPECS
 from hashtag.train.distill import (
@@ -25,10 +26,9 @@ from hashtag.train.distill import (
     hashtag_thresholds,
     report_metrics,
     train_head,
-    write_json,
 )
 from hashtag.train.real_photos import REAL_SPLITS, TUNE_FRACTION, real_photos
-from hashtag.train.run_folder import RunFolder
+from hashtag.train.run_folder import ModelRecord, RunFolder
 
 
 def _rows(features: np.ndarray, photos: list, teacher: np.ndarray | None, tags: int) -> Rows:
@@ -155,9 +155,9 @@ def distill(data_dir: Path, everyday: Path, bundle_dir: Path, out: Path, cache_d
                      "corpus_train_with_teacher": n_teacher, "everyday_tune_photos": len(real["tune"]),
                      "everyday_report_photos": len(real["report"]), "tune_fraction": TUNE_FRACTION, "views": 2,
                      "input_size": input_size, "corpus_size": corpus_size}
-    write_json(folder.model_json(FAST_BACKBONE), fast_model_json(
+    ModelRecord.from_dict(fast_model_json(
         bundle, FAST_BACKBONE, input_size, prep, resolved.provenance, config, choice, thresholds, source, metrics,
-        training_data))
-    write_json(folder.run_json, {"version": 1, "tags": list(tags), "models": [FAST_BACKBONE],
+        training_data), FAST_BACKBONE).write(folder.model_json(FAST_BACKBONE))
+    write_json_atomically(folder.run_json, {"version": 1, "tags": list(tags), "models": [FAST_BACKBONE],
                                  "dataset": str(data_dir), "purpose": "fast model distilled from " + str(bundle_dir)})
     echo(f"wrote {folder.root}")

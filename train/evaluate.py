@@ -28,6 +28,19 @@ from hashtag.train.run_folder import EVAL_SPLITS, ModelRecord, Predictions, RunF
 ENSEMBLE = "ensemble"
 
 
+def _run_model(model: Any, record: ModelRecord, photos: Sequence[Any], label: str, n_tags: int, batch_size: int,
+               progress: bool) -> np.ndarray:
+    """A Keras model's probabilities [n, tags] on photos, batch by batch, with the runtime's preprocessing."""
+    out = []
+    with Progress(len(photos), label, enabled=progress) as bar:
+        for i in range(0, len(photos), batch_size):
+            chunk = photos[i:i + batch_size]
+            out.append(np.asarray(model.predict_on_batch(photo_batch(chunk, record.input_size, record.preprocessing)),
+                                  dtype=np.float32))
+            bar.update(len(chunk))
+    return np.concatenate(out) if out else np.zeros((0, n_tags), np.float32)
+
+
 def predict_from_photos(run: RunFolder, name: str, data_dir: Path, tags: Sequence[str],
                         eval_limit: int | None = None, batch_size: int = 32, progress: bool = True) -> Predictions:
     """Run the saved full model ``name`` on the dataset's val and test photos with the runtime's preprocessing.
@@ -45,22 +58,15 @@ def predict_from_photos(run: RunFolder, name: str, data_dir: Path, tags: Sequenc
         raise TrainError(f"dataset {data_dir} lacks the run's tags {missing}")
     columns = [dataset.tags.index(t) for t in tags]
     model = keras.saving.load_model(run.keras(name), compile=False)
-    prep, size = record.preprocessing, record.input_size
     ids, labels, probs = {}, {}, {}
     for split in EVAL_SPLITS:
         everything = dataset.split(split)
         rows = used_rows(split, [r.photo_id for r in everything], None, eval_limit)
         records = [everything[i] for i in rows]
-        out = []
-        with Progress(len(records), f"{record.name} on {split} photos", enabled=progress) as bar:
-            for i in range(0, len(records), batch_size):
-                chunk = records[i:i + batch_size]
-                x = photo_batch(chunk, size, prep)
-                out.append(np.asarray(model.predict_on_batch(x), dtype=np.float32))
-                bar.update(len(chunk))
         ids[split] = np.array([r.photo_id for r in records])
         labels[split] = dataset.targets(split)[rows][:, columns].astype(np.float32)
-        probs[split] = np.concatenate(out) if out else np.zeros((0, len(tags)), np.float32)
+        probs[split] = _run_model(model, record, records, f"{record.name} on {split} photos", len(tags),
+                                  batch_size, progress)
     return Predictions(ids, labels, probs)
 
 
@@ -77,16 +83,9 @@ def everyday_report(run: RunFolder, names: Sequence[str], everyday: Path, tags: 
     labels = np.asarray([p.targets for p in photos], dtype=np.float32)
     probs: dict[str, np.ndarray] = {}
     for name in names:
-        record = ModelRecord.read(run.model_json(name))
         model = keras.saving.load_model(run.keras(name), compile=False)
-        out = []
-        with Progress(len(photos), f"{name} on everyday report photos", enabled=progress) as bar:
-            for i in range(0, len(photos), batch_size):
-                chunk = photos[i:i + batch_size]
-                out.append(np.asarray(model.predict_on_batch(photo_batch(chunk, record.input_size,
-                                                                         record.preprocessing)), dtype=np.float32))
-                bar.update(len(chunk))
-        probs[name] = np.concatenate(out)
+        probs[name] = _run_model(model, ModelRecord.read(run.model_json(name)), photos,
+                                 f"{name} on everyday report photos", len(tags), batch_size, progress)
     probs[ENSEMBLE] = combine({n: probs[n] for n in names})
     return {n: split_metrics(labels, p, tags, thresholds[n]) for n, p in probs.items()}
 
@@ -244,7 +243,7 @@ def report(run: Mapping[str, Any], folder: RunFolder, scores: Mapping[str, Any],
         *_partial_note(scores[ENSEMBLE]["metrics"]["test"]),
         *_weights_note(trial),
         *_tuning_rows(cards),
-        *_everyday_rows(scores, (run.get("vocabulary") or {}).get("base_tags") or tags[:10]),
+        *_everyday_rows(scores, (run.get("vocabulary") or {}).get("base_tags") or tags),
         "## Average precision per tag (test)", "",
         "| tag | support | " + " | ".join([*run["models"], ENSEMBLE]) + " |",
         "|---|---|" + "---|" * (len(run["models"]) + 1),

@@ -96,9 +96,14 @@ def threshold_for_recall(y_true: np.ndarray, scores: np.ndarray, recall: float,
 def threshold_for_precision(y_true: np.ndarray, scores: np.ndarray, precision: float) -> float | None:
     """The threshold at which ``scores >= threshold`` keeps ``precision`` on the known rows with the best recall
     (the highest such threshold: lower ones only add false positives), midway to the next lower score so it
-    generalises; None when no threshold with a true positive reaches it (or there is no positive)."""
+    generalises; None when no threshold with a true positive reaches it (or there is no positive). A cut must
+    also beat the tag's prevalence: where most photos carry a tag, printing it on every photo is no choice."""
     tps, fps, thresholds = _ranked_counts(y_true, scores)
-    reaching = np.flatnonzero((tps > 0) & (tps >= precision * (tps + fps) - 1e-12))
+    if not tps.size:
+        return None
+    prevalence = tps[-1] / (tps[-1] + fps[-1])
+    reaching = np.flatnonzero((tps > 0) & (tps >= precision * (tps + fps) - 1e-12)
+                              & (tps > prevalence * (tps + fps) + 1e-12))
     if not reaching.size:
         return None
     best = int(reaching[np.argmax(tps[reaching])])  # argmax: the first, i.e. highest, threshold of the best recall

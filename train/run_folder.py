@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from hashtag.runtime.errors import BundleError
+from hashtag.runtime.files import write_json_atomically
 from hashtag.runtime.manifest import Preprocessing
 from hashtag.train.errors import TrainError
 
@@ -163,8 +164,9 @@ class ModelRecord:
         return {**typed, **self.details}
 
     def write(self, path: Path) -> None:
-        """Write model.json (values JSON cannot hold, such as paths, as their text)."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        """Write model.json whole (``runtime.files.write_json_atomically``: paths as text, NaN as null)."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(path, self.to_dict())
 
 
 def select_rows(photo_ids: Sequence[str], limit: int | None) -> np.ndarray:

@@ -48,7 +48,8 @@ class TeacherProbabilities:
         return {name: self.probs[:, i] for i, name in enumerate(self.models)}
 
     def ensemble(self) -> np.ndarray:
-        """The ensemble's probabilities [n, tags], combined as the bundle's manifest says."""
+        """The ensemble's probabilities [n, tags], combined as the bundle's manifest says (so a distillation
+        from a retuned bundle learns its combination, not the plain mean the shipped fast model learnt)."""
         return combine(self.per_model(), self.combination)
 
 
