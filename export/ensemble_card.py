@@ -132,7 +132,9 @@ def real_photos_section(bundle: Bundle, report: Mapping[str, Any], test: Mapping
         f"{', '.join(tuning['stack']['weak_negatives']['scenes'])}: {people['before']['human']:.1%} / "
         f"{people['before']['person']:.1%} before retuning, {people['after']['human']:.1%} / "
         f"{people['after']['person']:.1%} after.", "",
-        f"Corpus test split ({test[ENSEMBLE]['n_images']} photos) with the same rules:", "",
+        f"Corpus test split ({test[ENSEMBLE]['n_images']} photos) with the same rules (the card's \"Results on the "
+        "test split\" further down predates the retuning: the plain mean at validation thresholds, scored where "
+        "the bundle was exported; INT8 rounds a little differently across CPUs):", "",
         *table(("model", "original ten mAP", "added tags mAP", "all tags mAP", "hashtag precision", "hashtag recall"),
                test_rows), "",
         "### Average precision per tag (report half)", "",
