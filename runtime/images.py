@@ -140,14 +140,17 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, min_side: int 
 
 
 def find_images(paths: list[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders (recursively, sorted) into image paths; explicit files are kept as given."""
+    """Expand files and folders (recursively, sorted) into image paths; explicit files are kept as given.
+
+    In folders, hidden files are passed over: they are no one's photos (macOS ``._photo.jpg`` resource forks,
+    the temporaries a killed writer leaves, named ``.<pid>-<random>.hashtag-tmp.photo.jpg``).
+    """
     found: list[Path] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            found.extend(
-                sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            )
+            found.extend(sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                                and not f.name.startswith(".")))
         else:
             found.append(path)
     return found

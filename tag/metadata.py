@@ -194,7 +194,10 @@ def _check_place(target: Target) -> None:
             "the sidecar is a symbolic link; not written through"
         raise MetadataError(f"{target.path}: {what}")
     if target.embed:
-        kind = exiv2.ImageFactory.getType(str(target.path))
+        try:
+            kind = exiv2.ImageFactory.getType(str(target.path))
+        except exiv2.Exiv2Error as exc:  # an empty or unreadable file: this photo fails, the run goes on
+            raise MetadataError(f"{target.path}: cannot read it ({exc.args[-1]}); left untouched") from None
         if kind not in EMBEDDABLE:
             raise MetadataError(f"{target.path}: keywords are embedded only in {', '.join(EMBEDDABLE.values())} "
                                 "files; use a sidecar for this one")

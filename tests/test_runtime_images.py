@@ -135,10 +135,12 @@ def test_find_images_recurses_and_sorts(tmp_path: Path) -> None:
     make_photo(tmp_path / "b" / "deep" / "z.PNG", fmt="PNG")
     make_photo(tmp_path / "a.jpg")
     (tmp_path / "readme.txt").write_text("not an image")
+    (tmp_path / "._a.jpg").write_bytes(b"\x00\x05\x16\x07")  # hidden: a macOS resource fork, not a photo
     explicit = tmp_path / "explicit.dat"
     explicit.write_text("kept because named")
-    found = find_images([tmp_path, explicit])
-    assert found == [tmp_path / "a.jpg", tmp_path / "b" / "deep" / "z.PNG", explicit]
+    hidden_but_named = tmp_path / ".named.jpg"
+    found = find_images([tmp_path, explicit, hidden_but_named])
+    assert found == [tmp_path / "a.jpg", tmp_path / "b" / "deep" / "z.PNG", explicit, hidden_but_named]
 
 
 def _gradient(size: tuple[int, int]) -> Image.Image:

@@ -280,6 +280,25 @@ def test_iptc_is_written_only_where_it_exists_or_is_asked_for(tiny_bundle: Path,
     assert tag(tiny_bundle, "--iptc", str(plain)).exit_code == 2  # --iptc needs --embed
 
 
+def test_a_killed_writers_temporary_and_hidden_files_are_not_photos(tiny_bundle: Path, tmp_path: Path) -> None:
+    """What SIGKILL mid-write leaves (a half-written ``.<pid>-<random>.hashtag-tmp.<name>``) and macOS ``._``
+    files are passed over by the folder walk; the stale temporary goes when its photo is written; an empty
+    photo fails alone, the run goes on."""
+    folder = tmp_path / "library"
+    photo = make_photo(folder / "img.jpg")
+    stale = folder / ".4242-0badc0de.hashtag-tmp.img.jpg"
+    stale.write_bytes(photo.read_bytes()[:100])  # a killed writer's half a file
+    (folder / "._img.jpg").write_bytes(b"\x00\x05\x16\x07")  # an AppleDouble resource fork
+    empty = folder / "empty.jpg"
+    empty.write_bytes(b"")
+    result = tag(tiny_bundle, *ALL_TAGS, "--embed", "--json", str(folder))
+    records = {Path(r["image"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert set(records) == {"img.jpg", "empty.jpg"} and result.exit_code == 1, result.output
+    assert records["img.jpg"]["status"] == "tagged" and records["empty.jpg"]["status"] == "failed"
+    assert not stale.exists() and (folder / "._img.jpg").exists()
+    assert sorted(as_list(exif(photo)[0]["XMP-dc:Subject"])) == sorted(TAGS)
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
 def test_embed_in_png_and_webp(tiny_bundle: Path, tmp_path: Path, fmt: str) -> None:
     photo = make_photo(tmp_path / f"photo.{fmt.lower()}", fmt=fmt)
