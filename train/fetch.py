@@ -100,12 +100,30 @@ class _RetriesSpent(MaxRetryError):
         self.attempts = attempts
 
 
-class _Retry(Retry):
-    """urllib3's Retry whose MaxRetryError says how many attempts were made."""
+_HUNG_UP = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
-    def increment(self, *args: Any, **kwargs: Any) -> Retry:
+
+class _Retry(Retry):
+    """urllib3's Retry whose MaxRetryError says how many attempts were made, and which retries once, free, a
+    request the server hung up on before answering: a kept-alive connection the server closed just as it
+    was reused (urllib3 replaces one it sees closed, but the close can arrive a moment after the reuse)."""
+
+    def __init__(self, *args: Any, hung_up_retried: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hung_up_retried = hung_up_retried
+
+    def new(self, **kw: Any) -> "_Retry":
+        kw.setdefault("hung_up_retried", self.hung_up_retried)
+        return super().new(**kw)
+
+    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                  error: Exception | None = None, *args: Any, **kwargs: Any) -> Retry:
+        hung_up = (response is None and isinstance(error, ProtocolError) and error.args
+                   and isinstance(error.args[-1], _HUNG_UP))
+        if hung_up and not self.hung_up_retried:
+            return self.new(hung_up_retried=True)
         try:
-            return super().increment(*args, **kwargs)
+            return super().increment(method, url, response, error, *args, **kwargs)
         except MaxRetryError as exc:
             raise _RetriesSpent(exc, _attempts(self) + 1) from exc.reason
 
@@ -128,7 +146,7 @@ class Fetcher:
 
     One instance serves every download thread: urllib3's pool is thread-safe and keeps ``connections``
     connections per host, one per thread; a kept-alive connection the server has closed is replaced before
-    use, so it costs no attempt.
+    use (or, closed a moment too late, retried once), so it costs no attempt.
     """
 
     def __init__(self, timeout: float, retries: int, backoff: float, max_bytes: int, connections: int) -> None:
